@@ -1,0 +1,79 @@
+//! `lastmile servers check|list`: inspect the server definitions without starting anything.
+
+use clap::Subcommand;
+
+use super::{GlobalArgs, Printer};
+use crate::config::{Profile, load_servers_dir};
+use crate::exit_codes;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ServersCommand {
+    /// Check every file in servers.d (and lastmile.toml); print each problem; exit non-zero if any.
+    Check,
+    /// List the servers that load, with their prefix, tiers and command.
+    List,
+}
+
+pub(crate) fn run(global: &GlobalArgs, cmd: ServersCommand) -> u8 {
+    crate::telemetry::init_cli();
+    let p = Printer;
+    let profile = match Profile::locate(&global.profile, global.config_dir.clone()) {
+        Ok(profile) => profile,
+        Err(e) => {
+            p.err(format!("error: {e}"));
+            return exit_codes::CONFIG_INVALID;
+        }
+    };
+    let dir = profile.servers_dir();
+    let loaded = load_servers_dir(&dir);
+    match cmd {
+        ServersCommand::Check => {
+            let mut problems = 0usize;
+            if let Err(e) = profile.load_config() {
+                p.out(format!("error: {e}"));
+                problems += 1;
+            }
+            for problem in &loaded.problems {
+                p.out(format!("error: {problem}"));
+                problems += 1;
+            }
+            for warning in crate::gateway::prefix_warnings(&loaded.servers) {
+                p.out(format!("warning: {warning}"));
+            }
+            let ok = loaded.servers.len();
+            if problems == 0 {
+                p.out(format!("{}: {ok} server(s) OK", dir.display()));
+                exit_codes::OK
+            } else {
+                p.out(format!(
+                    "{}: {ok} server(s) OK, {problems} problem(s)",
+                    dir.display()
+                ));
+                exit_codes::CONFIG_INVALID
+            }
+        }
+        ServersCommand::List => {
+            for s in &loaded.servers {
+                let tiers = match &s.def.tiers {
+                    Some(t) => t.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(","),
+                    None => "admin (default)".into(),
+                };
+                let state = if s.def.disabled { " (disabled)" } else { "" };
+                p.out(format!(
+                    "{}{state}\tprefix={:?}\ttiers={tiers}\tcommand={}",
+                    s.name,
+                    s.prefix(),
+                    s.def.command
+                ));
+            }
+            for problem in &loaded.problems {
+                p.err(format!("error: {problem}"));
+            }
+            if loaded.problems.is_empty() {
+                exit_codes::OK
+            } else {
+                exit_codes::CONFIG_INVALID
+            }
+        }
+    }
+}
