@@ -6,11 +6,14 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod audit;
 mod demo;
 mod output;
 mod reaper;
+mod secrets;
 mod serve;
 mod servers;
+mod token;
 
 pub use output::Printer;
 
@@ -39,6 +42,14 @@ pub struct GlobalArgs {
     /// Config folder (holds lastmile.toml and servers.d/) instead of the profile's.
     #[arg(long, global = true, env = "LASTMILE_CONFIG_DIR")]
     pub config_dir: Option<PathBuf>,
+    /// Secret store backend: auto, secret-service, keyutils, keychain, windows, memory (tests only).
+    #[arg(
+        long,
+        global = true,
+        env = "LASTMILE_SECRETS_BACKEND",
+        default_value = "auto"
+    )]
+    pub secrets_backend: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -48,6 +59,15 @@ enum Command {
     /// Inspect the server definitions in servers.d.
     #[command(subcommand)]
     Servers(servers::ServersCommand),
+    /// Manage the profile's secrets in the OS keyring.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
+    /// Issue and inspect session tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Query and verify the audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Run the gateway on this folder's servers.d and act as a client: list and call tools.
     Demo(demo::DemoArgs),
     /// Internal: kills registered process groups when its stdin closes (lastmile died).
@@ -73,6 +93,9 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&cli.global, args),
         Command::Servers(cmd) => servers::run(&cli.global, cmd),
         Command::Demo(args) => demo::run(&cli.global, args),
+        Command::Secrets(cmd) => secrets::run(&cli.global, cmd),
+        Command::Token(cmd) => token::run(&cli.global, cmd),
+        Command::Audit(cmd) => audit::run(&cli.global, cmd),
         Command::Reaper => reaper::run(),
     };
     ExitCode::from(code)
