@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod audit;
 mod demo;
+mod glue;
 mod output;
 mod reaper;
 mod secrets;
