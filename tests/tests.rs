@@ -1,1 +1,6 @@
+//! Integration tests: one binary that runs the real `lastmile` binary as a client would.
 
+mod util;
+
+mod serve;
+mod servers_check;

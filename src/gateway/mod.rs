@@ -1,5 +1,14 @@
 //! The MCP face: the per-session manifest, naming, routing and forwarding.
 
+mod face;
+mod hub;
+mod manifest;
+pub mod naming;
+
+pub use face::Face;
+pub use hub::{EnvBuilder, Hub, Slot, SlotStatus};
+pub use manifest::{Manifest, Route};
+
 use crate::config::Server;
 
 /// Warnings about servers whose exposed names may collide (same prefix, including bare names).
@@ -13,7 +22,7 @@ pub fn prefix_warnings(servers: &[Server]) -> Vec<String> {
         .filter(|(_, names)| names.len() > 1)
         .map(|(prefix, names)| {
             format!(
-                "servers {} share the prefix {prefix:?}: a tool or prompt name they both offer is exposed once under its plain name (first server by name) and once with a short hash appended",
+                "servers {} share the prefix {prefix:?}: a name offered by more than one of them is exposed as is for the first (by server name) and with a short hash appended for the others",
                 names.join(", ")
             )
         })

@@ -1,0 +1,268 @@
+//! Building a child's command: the program resolved against PATH *before* the environment is
+//! cleared, then a cleared environment holding only the platform base, the file's `env` and the
+//! secrets handed in, and its own process group.
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+
+use process_wrap::tokio::CommandWrap;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::Server;
+
+/// The variables a child inherits from lastmile's own environment, and nothing else.
+#[cfg(unix)]
+pub const BASE_ENV: &[&str] = &["PATH", "HOME", "USER", "LOGNAME", "LANG", "TMPDIR"];
+/// The variables a child inherits from lastmile's own environment, and nothing else.
+#[cfg(windows)]
+pub const BASE_ENV: &[&str] = &[
+    "PATH",
+    "PATHEXT",
+    "SystemRoot",
+    "SystemDrive",
+    "COMSPEC",
+    "WINDIR",
+    "TEMP",
+    "TMP",
+    "USERPROFILE",
+    "USERNAME",
+    "APPDATA",
+    "LOCALAPPDATA",
+    "ProgramData",
+    "ProgramFiles",
+];
+
+/// Why a child could not be started.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SpawnError {
+    /// The command is not an executable file and not on PATH.
+    #[error(
+        "command `{command}` not found{searched}\nhint: install it, or give its absolute path in `command`"
+    )]
+    NotFound {
+        /// What the file says.
+        command: String,
+        /// Where it was looked for.
+        searched: String,
+    },
+    /// The OS refused to start it.
+    #[error("cannot start `{program}`: {message}")]
+    Os {
+        /// The resolved program.
+        program: String,
+        /// The OS error.
+        message: String,
+    },
+}
+
+/// Find the program a server file names: a path with a separator is taken as is (relative to the
+/// file's folder); a bare name is looked up on `path_var` (the child's PATH).
+pub fn resolve_program(
+    command: &str,
+    base_dir: &Path,
+    path_var: Option<&OsStr>,
+) -> Result<PathBuf, SpawnError> {
+    let as_path = Path::new(command);
+    if as_path.components().count() > 1 || as_path.is_absolute() {
+        let full = if as_path.is_absolute() {
+            as_path.to_path_buf()
+        } else {
+            base_dir.join(as_path)
+        };
+        return if is_executable(&full) {
+            Ok(full)
+        } else {
+            Err(SpawnError::NotFound {
+                command: command.to_string(),
+                searched: format!(" at {}", full.display()),
+            })
+        };
+    }
+    if let Some(path_var) = path_var {
+        for dir in std::env::split_paths(path_var) {
+            let candidate = dir.join(command);
+            if is_executable(&candidate) {
+                return Ok(candidate);
+            }
+            #[cfg(windows)]
+            for ext in ["exe", "cmd", "bat"] {
+                let c = candidate.with_extension(ext);
+                if is_executable(&c) {
+                    return Ok(c);
+                }
+            }
+        }
+    }
+    Err(SpawnError::NotFound {
+        command: command.to_string(),
+        searched: " on PATH".into(),
+    })
+}
+
+#[cfg(unix)]
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(not(unix))]
+fn is_executable(path: &Path) -> bool {
+    path.is_file()
+}
+
+/// The environment a child gets: base variables from lastmile's own environment, then the file's
+/// `env`, then the secrets. Secret values stay in `SecretString` until they enter the command.
+pub struct ChildEnv {
+    plain: Vec<(OsString, OsString)>,
+    secrets: Vec<(String, SecretString)>,
+}
+
+impl std::fmt::Debug for ChildEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildEnv")
+            .field("plain", &self.plain)
+            .field(
+                "secrets",
+                &self.secrets.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl ChildEnv {
+    /// Base + the server file's `env` (which may override a base variable).
+    pub fn for_server(server: &Server) -> Self {
+        Self::from_parts(std::env::vars_os(), &server.def.env)
+    }
+
+    /// As [`Self::for_server`], from an explicit parent environment (for tests).
+    pub fn from_parts(
+        parent: impl IntoIterator<Item = (OsString, OsString)>,
+        file_env: &std::collections::BTreeMap<String, String>,
+    ) -> Self {
+        let mut plain: Vec<(OsString, OsString)> = parent
+            .into_iter()
+            .filter(|(k, _)| BASE_ENV.iter().any(|b| OsStr::new(b) == k.as_os_str()))
+            .filter(|(k, _)| !file_env.contains_key(&*k.to_string_lossy()))
+            .collect();
+        plain.extend(
+            file_env
+                .iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+        );
+        plain.sort();
+        ChildEnv {
+            plain,
+            secrets: Vec::new(),
+        }
+    }
+
+    /// Add a secret variable.
+    pub fn add_secret(&mut self, name: String, value: SecretString) {
+        self.secrets.push((name, value));
+    }
+
+    /// Add a plain variable (lastmile's own, e.g. the custom-secrets allowlist).
+    pub fn add_plain(&mut self, name: &str, value: &str) {
+        self.plain.push((name.into(), value.into()));
+    }
+
+    /// The PATH the child will see, used to resolve a bare command name.
+    pub fn path_var(&self) -> Option<&OsStr> {
+        self.plain
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_os_str())
+    }
+
+    /// Names of every variable (never values).
+    pub fn names(&self) -> Vec<String> {
+        self.plain
+            .iter()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .chain(self.secrets.iter().map(|(k, _)| k.clone()))
+            .collect()
+    }
+}
+
+/// A ready-to-spawn command for one server: cleared environment, own process group, killed on drop.
+pub fn build_command(server: &Server, env: &ChildEnv) -> Result<CommandWrap, SpawnError> {
+    let program = resolve_program(&server.def.command, server.base_dir(), env.path_var())?;
+    let mut cmd = tokio::process::Command::new(&program);
+    cmd.args(&server.def.args);
+    cmd.env_clear();
+    for (k, v) in &env.plain {
+        cmd.env(k, v);
+    }
+    for (k, v) in &env.secrets {
+        // The one place a secret value leaves its SecretString: into the child's environment.
+        cmd.env(k, v.expose_secret());
+    }
+    if let Some(cwd) = &server.def.cwd {
+        cmd.current_dir(server.base_dir().join(cwd));
+    }
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut wrap = CommandWrap::from(cmd);
+    #[cfg(unix)]
+    wrap.wrap(process_wrap::tokio::ProcessGroup::leader());
+    #[cfg(windows)]
+    wrap.wrap(process_wrap::tokio::JobObject);
+    wrap.wrap(process_wrap::tokio::KillOnDrop);
+    Ok(wrap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_keeps_only_base_and_file() {
+        let parent = vec![
+            ("PATH".into(), "/bin".into()),
+            ("HOME".into(), "/home/x".into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), "leak".into()),
+            ("LASTMILE_TOKEN".into(), "leak".into()),
+        ];
+        let mut file = std::collections::BTreeMap::new();
+        file.insert("HOME".to_string(), "/srv".to_string());
+        file.insert("MODE".to_string(), "demo".to_string());
+        let env = ChildEnv::from_parts(parent, &file);
+        let names = env.names();
+        assert!(names.contains(&"PATH".to_string()));
+        assert!(names.contains(&"MODE".to_string()));
+        assert!(
+            !names
+                .iter()
+                .any(|n| n == "AWS_SECRET_ACCESS_KEY" || n == "LASTMILE_TOKEN")
+        );
+        assert_eq!(env.plain.iter().filter(|(k, _)| k == "HOME").count(), 1);
+        assert!(env.plain.iter().any(|(k, v)| k == "HOME" && v == "/srv"));
+    }
+
+    #[test]
+    fn secrets_are_not_in_debug() {
+        let mut env = ChildEnv::from_parts(Vec::new(), &Default::default());
+        env.add_secret("TOKEN".into(), SecretString::from("canary-value-123"));
+        let dbg = format!("{env:?}");
+        assert!(dbg.contains("TOKEN"));
+        assert!(!dbg.contains("canary-value-123"));
+    }
+
+    #[test]
+    fn resolves_on_path_and_relative() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = resolve_program(
+            "definitely-not-here-xyz",
+            dir.path(),
+            Some(OsStr::new("/nonexistent")),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("not found"));
+        let sh = resolve_program("sh", dir.path(), Some(OsStr::new("/usr/bin:/bin"))).unwrap();
+        assert!(sh.is_absolute());
+        assert!(resolve_program("./missing", dir.path(), None).is_err());
+    }
+}

@@ -1,0 +1,519 @@
+//! `lastmile serve` end to end: aggregation, naming, routing, isolation, shutdown, bad input.
+
+use std::time::Duration;
+
+use rmcp::model::{GetPromptRequestParams, ReadResourceRequestParams};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::util::*;
+
+#[tokio::test]
+async fn aggregates_three_servers_with_namespaced_names() {
+    let w = World::new();
+    w.fixture("alpha", &[], "")
+        .fixture("beta", &[], "")
+        .fixture("gamma", &[], "prefix = \"g\"");
+    let s = w.serve().await;
+    let names = s.tool_names().await;
+    for expected in [
+        "alpha__echo",
+        "beta__echo",
+        "g__echo",
+        "alpha__env",
+        "beta__crash",
+        "g__progress",
+    ] {
+        assert!(
+            names.contains(&expected.to_string()),
+            "{expected} missing from {names:?}"
+        );
+    }
+    assert_eq!(names.len(), 3 * 7, "{names:?}");
+    for n in &names {
+        assert!(
+            n.len() <= 64
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+            "{n}"
+        );
+    }
+
+    // Descriptions, schemas, annotations and titles pass through unchanged.
+    let tools = s.client().list_all_tools().await.unwrap();
+    let echo = tools.iter().find(|t| t.name == "alpha__echo").unwrap();
+    assert_eq!(echo.title.as_deref(), Some("Echo"));
+    assert_eq!(echo.description.as_deref(), Some("Echo the text back."));
+    assert_eq!(echo.input_schema["properties"]["text"]["type"], "string");
+    assert!(echo.output_schema.is_some());
+    assert_eq!(
+        echo.annotations.as_ref().and_then(|a| a.read_only_hint),
+        Some(true)
+    );
+
+    let prompts: Vec<String> = s
+        .client()
+        .list_all_prompts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert!(
+        prompts.contains(&"alpha__greet".to_string()) && prompts.contains(&"g__greet".to_string()),
+        "{prompts:?}"
+    );
+    let resources: Vec<String> = s
+        .client()
+        .list_all_resources()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.uri)
+        .collect();
+    assert!(
+        resources.contains(&"fixture://beta/readme".to_string()),
+        "{resources:?}"
+    );
+    let templates = s.client().list_all_resource_templates().await.unwrap();
+    assert_eq!(templates.len(), 3);
+    s.close().await;
+}
+
+#[tokio::test]
+async fn calls_reach_the_right_server_and_results_come_back_unchanged() {
+    let w = World::new();
+    w.fixture("alpha", &[], "")
+        .fixture("beta", &[], "")
+        .fixture("gamma", &[], "prefix = \"g\"");
+    let s = w.serve().await;
+    for (tool, server) in [
+        ("alpha__echo", "alpha"),
+        ("beta__echo", "beta"),
+        ("g__echo", "gamma"),
+    ] {
+        let r = s
+            .call(tool, json!({ "text": format!("hi {server}") }))
+            .await
+            .unwrap();
+        assert_eq!(text_of(&r), format!("hi {server}"));
+        assert_eq!(
+            r.structured_content,
+            Some(json!({ "text": format!("hi {server}") }))
+        );
+        assert_eq!(
+            r.meta.as_ref().unwrap().0["fixture/server"],
+            json!(server),
+            "{tool}"
+        );
+        assert_ne!(r.is_error, Some(true));
+    }
+    let r = s
+        .call("beta__fail", json!({ "message": "nope" }))
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(true));
+    assert_eq!(text_of(&r), "fixture failure: nope");
+
+    // Prompts and resources route too.
+    let mut p = GetPromptRequestParams::new("g__greet");
+    p.arguments = Some(as_object(json!({ "name": "Ada" })));
+    let prompt = s.client().get_prompt(p).await.unwrap();
+    assert!(format!("{:?}", prompt.messages).contains("Hello, Ada! (gamma)"));
+    let read = s
+        .client()
+        .read_resource(ReadResourceRequestParams::new("fixture://beta/readme"))
+        .await
+        .unwrap();
+    assert!(format!("{:?}", read.contents).contains("readme of beta"));
+    let read = s
+        .client()
+        .read_resource(ReadResourceRequestParams::new("fixture://alpha/item/42"))
+        .await
+        .unwrap();
+    assert!(format!("{:?}", read.contents).contains("item/42 of alpha"));
+    s.close().await;
+}
+
+#[tokio::test]
+async fn unknown_names_get_a_clear_error_and_the_gateway_keeps_serving() {
+    let w = World::new();
+    w.fixture("alpha", &[], "");
+    let s = w.serve().await;
+    let err = s.call("alpha__nope", json!({})).await.unwrap_err();
+    assert!(
+        err.to_string().contains("unknown tool `alpha__nope`"),
+        "{err}"
+    );
+    let err = s
+        .client()
+        .read_resource(ReadResourceRequestParams::new("fixture://zzz/x"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("unknown resource"), "{err}");
+    let r = s
+        .call("alpha__echo", json!({ "text": "still here" }))
+        .await
+        .unwrap();
+    assert_eq!(text_of(&r), "still here");
+    s.close().await;
+}
+
+#[tokio::test]
+async fn long_names_are_shortened_and_collisions_resolved() {
+    let long = "a_really_long_tool_name_that_goes_on_and_on_well_past_the_limit_of_64";
+    let w = World::new();
+    w.fixture("one", &["--tool", long], "prefix = \"\"")
+        .fixture("two", &[], "prefix = \"\"");
+    let s = w.serve().await;
+    let names = s.tool_names().await;
+    assert_eq!(names.len(), 15, "{names:?}");
+    for n in &names {
+        assert!(
+            n.len() <= 64
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+            "{n}"
+        );
+    }
+    let short = names
+        .iter()
+        .find(|n| n.starts_with("a_really_long"))
+        .expect("long tool exposed");
+    assert_eq!(short.len(), 64);
+    let r = s.call(short, json!({ "text": "x" })).await.unwrap();
+    assert_eq!(text_of(&r), format!("{long}: x"));
+
+    // Both servers offer `echo` under bare names: one keeps it, the other gets a hashed name.
+    let echoes: Vec<&String> = names.iter().filter(|n| n.starts_with("echo")).collect();
+    assert_eq!(echoes.len(), 2, "{names:?}");
+    let mut servers = Vec::new();
+    for e in echoes {
+        let r = s.call(e, json!({ "text": "x" })).await.unwrap();
+        servers.push(
+            r.meta.unwrap().0["fixture/server"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    servers.sort();
+    assert_eq!(servers, ["one", "two"]);
+    // Deterministic: the first server by name keeps the plain name.
+    let r = s.call("echo", json!({ "text": "x" })).await.unwrap();
+    assert_eq!(r.meta.unwrap().0["fixture/server"], "one");
+    s.close().await;
+}
+
+#[tokio::test]
+async fn allow_and_deny_filter_tools() {
+    let w = World::new();
+    w.fixture(
+        "alpha",
+        &[],
+        "[tools]\nallow = [\"e*\", \"sleep\"]\ndeny = [\"env\"]",
+    );
+    let s = w.serve().await;
+    assert_eq!(s.tool_names().await, ["alpha__echo", "alpha__sleep"]);
+    let err = s.call("alpha__env", json!({})).await.unwrap_err();
+    assert!(err.to_string().contains("unknown tool"), "{err}");
+    s.close().await;
+}
+
+#[tokio::test]
+async fn a_broken_file_is_skipped_and_the_rest_serve() {
+    let w = World::new();
+    w.fixture("good", &[], "");
+    w.server_file(
+        "typo",
+        &format!("command = {FIXTURE:?}\n\ncomand = \"x\"\n"),
+    );
+    w.server_file("nocmd", "args = []\n");
+    w.server_file("syntax", "command = \"x\n");
+    w.server_file("Bad_Name", &format!("command = {FIXTURE:?}\n"));
+    let s = w.serve().await;
+    assert_eq!(s.tool_names().await.len(), 7);
+    let stderr = s.close().await;
+    assert!(stderr.contains("typo.toml:3"), "{stderr}");
+    assert!(stderr.contains("nocmd.toml"), "{stderr}");
+    assert!(stderr.contains("syntax.toml:1"), "{stderr}");
+    assert!(stderr.contains("Bad_Name.toml"), "{stderr}");
+}
+
+#[tokio::test]
+async fn children_get_a_cleared_environment() {
+    let w = World::new();
+    w.fixture("alpha", &[], "[env]\nMODE = \"demo\"");
+    let s = w
+        .serve_with(|cmd| {
+            cmd.env("LASTMILE_CANARY", "canary-7f3a9c")
+                .env("AWS_SECRET_ACCESS_KEY", "canary-aws-1b2c");
+        })
+        .await;
+    let r = s.call("alpha__env", json!({})).await.unwrap();
+    let env = r.structured_content.unwrap()["env"]
+        .as_object()
+        .unwrap()
+        .clone();
+    let dump = format!("{env:?}");
+    assert!(
+        !dump.contains("canary-7f3a9c") && !dump.contains("canary-aws-1b2c"),
+        "{dump}"
+    );
+    assert!(
+        !env.contains_key("LASTMILE_CANARY") && !env.contains_key("LASTMILE_DATA_DIR"),
+        "{dump}"
+    );
+    assert_eq!(env["MODE"], "demo");
+    assert!(
+        env.contains_key("PATH") && env.contains_key("HOME"),
+        "{dump}"
+    );
+    let allowed = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "TMPDIR", "MODE"];
+    for k in env.keys() {
+        assert!(
+            allowed.contains(&k.as_str()),
+            "unexpected variable {k} in the child"
+        );
+    }
+    s.close().await;
+}
+
+#[tokio::test]
+async fn each_child_runs_in_its_own_process_group() {
+    let w = World::new();
+    let pidfile = w.path("alpha.pid");
+    w.fixture("alpha", &["--pid-file", pidfile.to_str().unwrap()], "");
+    let s = w.serve().await;
+    s.tool_names().await;
+    let pid = read_pids(&pidfile).await[0];
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let pgid: u32 = fields[2].parse().unwrap();
+    assert_eq!(pgid, pid, "the child leads its own process group");
+    let lastmile_stat = std::fs::read_to_string(format!("/proc/{}/stat", s.pid)).unwrap();
+    let lm_pgid: u32 = lastmile_stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(pgid, lm_pgid);
+    s.close().await;
+}
+
+async fn stubborn_world() -> (World, std::path::PathBuf) {
+    let w = World::new();
+    let pidfile = w.path("stubborn.pid");
+    w.fixture(
+        "stubborn",
+        &[
+            "--ignore-eof",
+            "--ignore-sigterm",
+            "--spawn-grandchild",
+            "--pid-file",
+            pidfile.to_str().unwrap(),
+        ],
+        "",
+    );
+    w.fixture("plain", &[], "");
+    (w, pidfile)
+}
+
+#[tokio::test]
+async fn no_orphans_after_stdin_eof() {
+    let (w, pidfile) = stubborn_world().await;
+    let s = w.serve().await;
+    assert_eq!(s.tool_names().await.len(), 14);
+    let pids = read_pids(&pidfile).await;
+    assert_eq!(pids.len(), 2);
+    let lastmile = s.pid;
+    s.close().await;
+    assert!(
+        eventually(Duration::from_secs(10), || !alive(lastmile)).await,
+        "lastmile did not exit on EOF"
+    );
+    for pid in pids {
+        assert!(
+            eventually(Duration::from_secs(5), || !alive(pid)).await,
+            "process {pid} outlived lastmile"
+        );
+    }
+}
+
+#[tokio::test]
+async fn no_orphans_after_sigterm() {
+    let (w, pidfile) = stubborn_world().await;
+    let s = w.serve().await;
+    s.tool_names().await;
+    let pids = read_pids(&pidfile).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(s.pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || !alive(s.pid)).await,
+        "lastmile did not exit on SIGTERM"
+    );
+    for pid in pids {
+        assert!(
+            eventually(Duration::from_secs(5), || !alive(pid)).await,
+            "process {pid} outlived lastmile"
+        );
+    }
+    s.close().await;
+}
+
+#[tokio::test]
+async fn no_orphans_after_sigkill() {
+    let (w, pidfile) = stubborn_world().await;
+    let s = w.serve().await;
+    s.tool_names().await;
+    let pids = read_pids(&pidfile).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(s.pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(eventually(Duration::from_secs(5), || !alive(s.pid)).await);
+    for pid in pids {
+        assert!(
+            eventually(Duration::from_secs(5), || !alive(pid)).await,
+            "process {pid} outlived a SIGKILLed lastmile"
+        );
+    }
+    s.close().await;
+}
+
+#[tokio::test]
+async fn failing_children_take_down_only_themselves() {
+    let w = World::new();
+    w.fixture("good", &[], "");
+    w.fixture("nostart", &["--fail-start"], "");
+    w.fixture("initexit", &["--exit-during-init"], "");
+    w.fixture("garbage", &["--garbage-stdout"], "");
+    w.server_file(
+        "missing",
+        "command = \"definitely-not-installed-xyz\"\ntiers = [\"admin\"]\n",
+    );
+    let s = w.serve().await;
+    let names = s.tool_names().await;
+    assert!(names.contains(&"good__echo".to_string()), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.starts_with("nostart__")
+            || n.starts_with("initexit__")
+            || n.starts_with("missing__")),
+        "{names:?}"
+    );
+    // A child that prints a non-JSON line before speaking MCP is logged and still serves.
+    let r = s.call("good__echo", json!({ "text": "ok" })).await.unwrap();
+    assert_eq!(text_of(&r), "ok");
+    let stderr = s.close().await;
+    assert!(
+        stderr.contains("missing") && stderr.contains("not found"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nostart"), "{stderr}");
+    assert!(stderr.contains("initexit"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_child_that_crashes_mid_call_gives_an_error_naming_it() {
+    let w = World::new();
+    w.fixture("alpha", &[], "").fixture("beta", &[], "");
+    let s = w.serve().await;
+    let r = tokio::time::timeout(Duration::from_secs(5), s.call("alpha__crash", json!({})))
+        .await
+        .expect("answered in time")
+        .unwrap();
+    assert_eq!(r.is_error, Some(true));
+    assert!(text_of(&r).contains("`alpha`"), "{}", text_of(&r));
+    let r = s
+        .call("beta__echo", json!({ "text": "fine" }))
+        .await
+        .unwrap();
+    assert_eq!(text_of(&r), "fine");
+    s.close().await;
+}
+
+#[tokio::test]
+async fn malformed_json_rpc_from_the_client_gets_an_error_and_serving_goes_on() {
+    let w = World::new();
+    w.fixture("alpha", &[], "");
+    let mut child = w
+        .command(&["serve"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}});
+    stdin
+        .write_all(format!("{init}\n").as_bytes())
+        .await
+        .unwrap();
+    let first = lines.next_line().await.unwrap().unwrap();
+    assert!(
+        first.contains("\"id\":1") && first.contains("lastmile"),
+        "{first}"
+    );
+    stdin
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
+        .await
+        .unwrap();
+    stdin.write_all(b"this is { not json\n").await.unwrap();
+    let call = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"text":"after garbage"}}});
+    stdin
+        .write_all(format!("{call}\n").as_bytes())
+        .await
+        .unwrap();
+    let mut saw_answer = false;
+    for _ in 0..10 {
+        let Ok(Ok(Some(line))) =
+            tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await
+        else {
+            break;
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&line).expect("stdout carries JSON-RPC only");
+        if v["id"] == 2 {
+            assert!(line.contains("after garbage"), "{line}");
+            saw_answer = true;
+            break;
+        }
+    }
+    assert!(saw_answer, "no answer after a malformed line");
+    drop(stdin);
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn logs_go_to_a_json_file_with_child_stderr_tagged() {
+    let w = World::new();
+    w.fixture("alpha", &[], "");
+    let s = w.serve().await;
+    s.tool_names().await;
+    s.close().await;
+    let logs = w.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("fixture alpha ready"))
+        .unwrap_or_else(|| panic!("child stderr not in the log: {logs}"));
+    let v: serde_json::Value = serde_json::from_str(line).expect("JSON lines");
+    assert_eq!(v["fields"]["server"], "alpha", "{line}");
+}

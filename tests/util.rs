@@ -1,0 +1,255 @@
+//! Test harness: a temporary HOME, config folder and data folder per test; the real `lastmile`
+//! binary started as a subprocess; rmcp's client speaking MCP to it over stdio.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use rmcp::ServiceExt;
+use rmcp::model::{CallToolRequestParams, CallToolResult, JsonObject};
+use rmcp::service::{RoleClient, RunningService};
+use rmcp::transport::TokioChildProcess;
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const LASTMILE: &str = env!("CARGO_BIN_EXE_lastmile");
+pub const FIXTURE: &str = env!("CARGO_BIN_EXE_lastmile-fixture");
+
+/// A hermetic world for one test.
+pub struct World {
+    pub dir: TempDir,
+}
+
+impl World {
+    pub fn new() -> Self {
+        let w = World {
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        std::fs::create_dir_all(w.servers_dir()).unwrap();
+        std::fs::create_dir_all(w.home()).unwrap();
+        w
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+    pub fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("config")
+    }
+    pub fn servers_dir(&self) -> PathBuf {
+        self.config_dir().join("servers.d")
+    }
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Write `servers.d/NAME.toml`.
+    pub fn server_file(&self, name: &str, body: &str) -> &Self {
+        std::fs::write(self.servers_dir().join(format!("{name}.toml")), body).unwrap();
+        self
+    }
+
+    /// A fixture server named `name` with extra `args` and more TOML lines.
+    pub fn fixture(&self, name: &str, args: &[&str], extra: &str) -> &Self {
+        let mut all = vec!["--name".to_string(), name.to_string()];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let body = format!(
+            "command = {:?}\nargs = {:?}\ntiers = [\"admin\", \"user\", \"service\", \"a2a\", \"mcp\", \"anonymous\"]\n{extra}\n",
+            FIXTURE, all
+        );
+        self.server_file(name, &body)
+    }
+
+    pub fn profile_file(&self, body: &str) -> &Self {
+        std::fs::write(self.config_dir().join("lastmile.toml"), body).unwrap();
+        self
+    }
+
+    /// A `lastmile` command with a cleared environment pointing at this world.
+    pub fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(LASTMILE);
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.home())
+            .env("LASTMILE_CONFIG_DIR", self.config_dir())
+            .env("LASTMILE_DATA_DIR", self.data_dir())
+            .kill_on_drop(true);
+        if let Some(v) = std::env::var_os("LASTMILE_TEST_KEYRING_ENV") {
+            cmd.env("LASTMILE_SECRETS_BACKEND", v);
+        }
+        cmd
+    }
+
+    /// Run a non-serving command to completion.
+    pub async fn run(&self, args: &[&str]) -> std::process::Output {
+        self.command(args)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .expect("run lastmile")
+    }
+
+    /// Start `lastmile serve` and connect as an MCP client.
+    pub async fn serve(&self) -> Session {
+        self.serve_with(|_| {}).await
+    }
+
+    pub async fn serve_with(&self, f: impl FnOnce(&mut tokio::process::Command)) -> Session {
+        let mut cmd = self.command(&["serve"]);
+        f(&mut cmd);
+        let (transport, stderr) = TokioChildProcess::builder(cmd)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn lastmile serve");
+        let pid = transport.id().expect("pid");
+        let stderr_task = tokio::spawn(async move {
+            let mut out = String::new();
+            if let Some(mut e) = stderr {
+                use tokio::io::AsyncReadExt;
+                let _ = e.read_to_string(&mut out).await;
+            }
+            out
+        });
+        let client = ().serve(transport).await.expect("MCP handshake with lastmile");
+        Session {
+            client: Some(client),
+            pid,
+            stderr: Some(stderr_task),
+        }
+    }
+
+    /// Everything in the log folder, concatenated.
+    pub fn logs(&self) -> String {
+        read_tree(&self.data_dir())
+    }
+}
+
+pub fn read_tree(dir: &Path) -> String {
+    let mut out = String::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.push_str(&read_tree(&p));
+        } else if let Ok(bytes) = std::fs::read(&p) {
+            out.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    out
+}
+
+/// A client session with a running `lastmile serve`.
+pub struct Session {
+    pub client: Option<RunningService<RoleClient, ()>>,
+    pub pid: u32,
+    stderr: Option<tokio::task::JoinHandle<String>>,
+}
+
+impl Session {
+    pub fn client(&self) -> &RunningService<RoleClient, ()> {
+        self.client.as_ref().expect("open session")
+    }
+
+    pub async fn tool_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .client()
+            .list_all_tools()
+            .await
+            .expect("tools/list")
+            .into_iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    pub async fn call(
+        &self,
+        name: &str,
+        args: Value,
+    ) -> Result<CallToolResult, rmcp::ServiceError> {
+        let mut p = CallToolRequestParams::new(name.to_string());
+        p.arguments = Some(as_object(args));
+        self.client().call_tool(p).await
+    }
+
+    /// Close stdin (EOF), wait for lastmile to exit, and return its stderr.
+    pub async fn close(mut self) -> String {
+        if let Some(client) = self.client.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), client.cancel()).await;
+        }
+        match self.stderr.take() {
+            Some(t) => tokio::time::timeout(Duration::from_secs(10), t)
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .unwrap_or_default(),
+            None => String::new(),
+        }
+    }
+}
+
+pub fn as_object(v: Value) -> JsonObject {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+/// The text of the first content block of a result.
+pub fn text_of(r: &CallToolResult) -> String {
+    r.content
+        .first()
+        .and_then(|c| c.as_text())
+        .map(|t| t.text.clone())
+        .unwrap_or_default()
+}
+
+/// Whether a process is alive (and not a zombie).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().next())
+                .unwrap_or("");
+            state != "Z" && state != "X"
+        }
+        Err(_) => false,
+    }
+}
+
+/// Poll until `f` is true, up to `limit`. Polling an observable condition (not a fixed sleep).
+pub async fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
+}
+
+/// Read a pid file the fixture writes: "PID [GRANDCHILD_PID]".
+pub async fn read_pids(path: &Path) -> Vec<u32> {
+    assert!(
+        eventually(Duration::from_secs(10), || path.exists()
+            && std::fs::read_to_string(path)
+                .map(|s| !s.trim().is_empty())
+                .unwrap_or(false))
+        .await,
+        "pid file {path:?} never appeared"
+    );
+    std::fs::read_to_string(path)
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
