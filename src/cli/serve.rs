@@ -59,7 +59,6 @@ pub(crate) fn run(global: &GlobalArgs, _args: ServeArgs) -> u8 {
         };
         let env_builder: EnvBuilder = Arc::new(|server| Ok(ChildEnv::for_server(server)));
         let hub = Hub::new(loaded.servers, config.defaults.clone(), reaper, env_builder);
-        hub.start_all();
         let code = serve_stdio(Face::new(Arc::clone(&hub))).await;
         hub.stop_all().await;
         code

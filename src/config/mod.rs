@@ -14,8 +14,8 @@ pub use profile::{
     RateLimitSection, TierMultipliers,
 };
 pub use server::{
-    ConfigProblem, SecretRef, Server, ServerDef, ServerFileError, ServersDir, ToolFilter,
-    is_valid_server_name, load_servers_dir, parse_server_file,
+    ConfigProblem, RestartPolicy, RestartSection, SecretRef, Server, ServerDef, ServerFileError,
+    ServersDir, ToolFilter, is_valid_server_name, load_servers_dir, parse_server_file,
 };
 pub use tier::Tier;
 

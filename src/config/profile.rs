@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{DurationSpec, Tier, line_of_offset};
+use super::{DurationSpec, RestartSection, Tier, line_of_offset};
 
 /// Where one profile's things live.
 #[derive(Debug, Clone)]
@@ -192,6 +192,9 @@ pub struct DefaultsSection {
     /// How long one call may take before it is answered with a timeout.
     #[serde(default = "DefaultsSection::default_call_timeout")]
     pub call_timeout: DurationSpec,
+    /// How crashed children are restarted.
+    #[serde(default)]
+    pub restart: RestartSection,
 }
 
 impl DefaultsSection {
@@ -208,6 +211,7 @@ impl Default for DefaultsSection {
         Self {
             startup_timeout: Self::default_startup_timeout(),
             call_timeout: Self::default_call_timeout(),
+            restart: RestartSection::default(),
         }
     }
 }

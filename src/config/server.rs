@@ -53,12 +53,77 @@ pub struct ServerDef {
     /// How long one call may take before it is answered with a timeout. Defaults to the profile's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_timeout: Option<DurationSpec>,
+    /// How this server is restarted after a crash (each key falls back to the profile's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<RestartSection>,
     /// A disabled server is not started.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disabled: bool,
     /// A note for humans; lastmile does not use it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+}
+
+/// `restart`: exponential backoff with jitter, giving up after `max_tries` within `window`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestartSection {
+    /// Restarts allowed within `window` before giving up (0: never restart). Default 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tries: Option<u32>,
+    /// The window `max_tries` counts over. Default 60s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<DurationSpec>,
+    /// The first delay; each further try doubles it. Default 200ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<DurationSpec>,
+    /// The longest delay. Default 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_cap: Option<DurationSpec>,
+}
+
+/// A restart policy with every value decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// Restarts allowed within `window`.
+    pub max_tries: u32,
+    /// The counting window.
+    pub window: std::time::Duration,
+    /// First delay.
+    pub backoff: std::time::Duration,
+    /// Longest delay.
+    pub backoff_cap: std::time::Duration,
+}
+
+impl RestartSection {
+    /// This section's values, then `fallback`'s, then the built-in defaults.
+    pub fn resolve(this: Option<&RestartSection>, fallback: &RestartSection) -> RestartPolicy {
+        let pick = |f: fn(&RestartSection) -> Option<DurationSpec>, default_ms: u64| {
+            this.and_then(f)
+                .or_else(|| f(fallback))
+                .map(|d| d.0)
+                .unwrap_or(std::time::Duration::from_millis(default_ms))
+        };
+        RestartPolicy {
+            max_tries: this
+                .and_then(|r| r.max_tries)
+                .or(fallback.max_tries)
+                .unwrap_or(5),
+            window: pick(|r| r.window, 60_000),
+            backoff: pick(|r| r.backoff, 200),
+            backoff_cap: pick(|r| r.backoff_cap, 30_000),
+        }
+    }
+}
+
+impl RestartPolicy {
+    /// Delay before restart number `attempt` (0-based): doubling from `backoff`, capped, times a
+    /// jitter factor in [0.5, 1.0) so that children that died together do not return together.
+    pub fn delay(&self, attempt: u32, jitter: f64) -> std::time::Duration {
+        let base = self.backoff.saturating_mul(1u32 << attempt.min(20));
+        base.min(self.backoff_cap)
+            .mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+    }
 }
 
 /// A secret a server receives: by its own name, or renamed into another variable.
@@ -439,6 +504,26 @@ mod tests {
         ] {
             assert!(!is_valid_server_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn restart_policy_resolves_and_backs_off() {
+        let file = RestartSection {
+            max_tries: Some(2),
+            ..Default::default()
+        };
+        let profile = RestartSection {
+            backoff: Some(DurationSpec(std::time::Duration::from_millis(100))),
+            ..Default::default()
+        };
+        let p = RestartSection::resolve(Some(&file), &profile);
+        assert_eq!(p.max_tries, 2);
+        assert_eq!(p.backoff, std::time::Duration::from_millis(100));
+        assert_eq!(p.window, std::time::Duration::from_secs(60));
+        assert_eq!(p.delay(0, 1.0), std::time::Duration::from_millis(100));
+        assert_eq!(p.delay(3, 1.0), std::time::Duration::from_millis(800));
+        assert_eq!(p.delay(30, 1.0), std::time::Duration::from_secs(30));
+        assert_eq!(p.delay(0, 0.0), std::time::Duration::from_millis(50));
     }
 
     #[test]

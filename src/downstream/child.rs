@@ -3,18 +3,26 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use process_wrap::tokio::ChildWrapper;
 use rmcp::model::{
-    ClientCapabilities, ClientConfig, Implementation, Prompt, Resource, ResourceTemplate,
-    ServerCapabilities, Tool,
+    CancelledNotificationParam, ClientConfig, ClientRequest, ClientResult, Implementation,
+    ProgressToken, Prompt, RequestId, Resource, ResourceTemplate, ServerCapabilities,
+    ServerNotification, ServerRequest, ServerResult, Tool,
 };
-use rmcp::service::{ClientCacheConfig, NotificationContext, Peer, RoleClient, RunningService};
-use rmcp::{ClientHandler, ServiceExt};
+use rmcp::service::{
+    ClientCacheConfig, NotificationContext, Peer, PeerRequestOptions, RequestContext, RoleClient,
+    RunningService, Service,
+};
+use rmcp::{ErrorData as McpError, ServiceError, ServiceExt};
 use tokio::io::AsyncReadExt;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use super::reaper::ReaperLink;
 use super::spawn::{ChildEnv, SpawnError, build_command};
+use super::upstream::Upstream;
 use crate::config::Server;
 
 /// Longest stderr line kept in the log; the rest of the line is cut.
@@ -22,9 +30,14 @@ const MAX_STDERR_LINE: usize = 8 * 1024;
 /// How long a child may take to exit after its stdin closes, and again after SIGTERM.
 pub const STOP_GRACE: Duration = Duration::from_millis(1500);
 
+/// Where a child reports events: its server name and what happened.
+pub type EventSender = mpsc::Sender<(Arc<str>, ChildEvent)>;
+
 /// Something a child told us that changes what the gateway shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChildEvent {
+    /// The child exited or closed its connection on its own; why.
+    Exited(String),
     /// `notifications/tools/list_changed`.
     ToolsChanged,
     /// `notifications/prompts/list_changed`.
@@ -70,11 +83,18 @@ pub struct Catalog {
     pub templates: Vec<ResourceTemplate>,
 }
 
-/// The client side lastmile presents to one child.
+/// Child progress tokens mapped to the client's, for calls in flight that asked for progress.
+type ProgressMap = std::sync::Mutex<HashMap<ProgressToken, ProgressToken>>;
+
+/// The client side lastmile presents to one child: server-to-client requests and notifications
+/// pass through to the client verbatim, except what lastmile itself must act on (list changes,
+/// progress tokens, logger tags).
 pub struct ChildHandler {
     server: Arc<str>,
     info: ClientConfig,
-    events: mpsc::Sender<(Arc<str>, ChildEvent)>,
+    upstream: Arc<Upstream>,
+    progress: Arc<ProgressMap>,
+    events: EventSender,
 }
 
 impl ChildHandler {
@@ -82,24 +102,98 @@ impl ChildHandler {
         // A full queue already holds a pending refresh; dropping a duplicate loses nothing.
         let _ = self.events.try_send((self.server.clone(), e));
     }
+
+    fn client_token(&self, child_token: &ProgressToken) -> Option<ProgressToken> {
+        self.progress
+            .lock()
+            .ok()
+            .and_then(|m| m.get(child_token).cloned())
+    }
 }
 
-impl ClientHandler for ChildHandler {
+impl Service<RoleClient> for ChildHandler {
+    async fn handle_request(
+        &self,
+        request: ServerRequest,
+        _ctx: RequestContext<RoleClient>,
+    ) -> Result<ClientResult, McpError> {
+        match request {
+            ServerRequest::PingRequest(_) => Ok(ClientResult::empty(())),
+            other => self.upstream.request(&self.server, other).await,
+        }
+    }
+
+    async fn handle_notification(
+        &self,
+        notification: ServerNotification,
+        _ctx: NotificationContext<RoleClient>,
+    ) -> Result<(), McpError> {
+        match notification {
+            ServerNotification::ToolListChangedNotification(_) => {
+                self.event(ChildEvent::ToolsChanged)
+            }
+            ServerNotification::PromptListChangedNotification(_) => {
+                self.event(ChildEvent::PromptsChanged)
+            }
+            ServerNotification::ResourceListChangedNotification(_) => {
+                self.event(ChildEvent::ResourcesChanged)
+            }
+            ServerNotification::ProgressNotification(mut n) => {
+                // The call registers its token right after sending; a notification can only
+                // overtake that by a hair, so look again briefly before giving up.
+                let mut token = self.client_token(&n.params.progress_token);
+                for _ in 0..20 {
+                    if token.is_some() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    token = self.client_token(&n.params.progress_token);
+                }
+                match token {
+                    Some(token) => {
+                        n.params.progress_token = token;
+                        self.upstream
+                            .notify(ServerNotification::ProgressNotification(n))
+                            .await;
+                    }
+                    None => {
+                        tracing::debug!(server = %self.server, "progress for no call in flight; dropped")
+                    }
+                }
+            }
+            #[allow(deprecated)] // logging is deprecated in rmcp 3.x; we forward it
+            ServerNotification::LoggingMessageNotification(mut n) => {
+                n.params.logger = Some(match n.params.logger.take() {
+                    Some(logger) => format!("{}/{logger}", self.server),
+                    None => self.server.to_string(),
+                });
+                self.upstream
+                    .notify(ServerNotification::LoggingMessageNotification(n))
+                    .await;
+            }
+            // A child cancelling its own request to the client: the client knows that request
+            // under another id, and its answer will simply be dropped.
+            ServerNotification::CancelledNotification(_) => {}
+            other => self.upstream.notify(other).await,
+        }
+        Ok(())
+    }
+
     fn get_info(&self) -> ClientConfig {
         self.info.clone()
     }
+}
 
-    async fn on_tool_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
-        self.event(ChildEvent::ToolsChanged);
-    }
-
-    async fn on_prompt_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
-        self.event(ChildEvent::PromptsChanged);
-    }
-
-    async fn on_resource_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
-        self.event(ChildEvent::ResourcesChanged);
-    }
+/// How a forwarded request ended.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // returned once per call and consumed at once; boxing buys nothing
+pub enum CallOutcome {
+    /// The child answered (a result or its own JSON-RPC error).
+    Answered(Result<ServerResult, ServiceError>),
+    /// No answer within the timeout; the child was sent `notifications/cancelled`.
+    TimedOut(Duration),
+    /// The client cancelled; the child was sent `notifications/cancelled`.
+    Cancelled,
 }
 
 /// A started child.
@@ -108,9 +202,18 @@ pub struct Child {
     pub name: Arc<str>,
     /// For requests to the child; cheap to clone.
     pub peer: Peer<RoleClient>,
-    service: Mutex<Option<RunningService<RoleClient, ChildHandler>>>,
-    process: Mutex<Box<dyn ChildWrapper>>,
-    pid: Option<u32>,
+    progress: Arc<ProgressMap>,
+    stop_tx: mpsc::Sender<oneshot::Sender<()>>,
+}
+
+/// Everything a child needs besides its definition.
+pub struct ChildContext {
+    /// The client, for requests and notifications going up.
+    pub upstream: Arc<Upstream>,
+    /// Where list changes and exits are reported.
+    pub events: EventSender,
+    /// The reaper, if one runs.
+    pub reaper: Option<Arc<ReaperLink>>,
 }
 
 impl Child {
@@ -119,8 +222,7 @@ impl Child {
         server: &Server,
         env: ChildEnv,
         startup_timeout: Duration,
-        reaper: Option<&ReaperLink>,
-        events: mpsc::Sender<(Arc<str>, ChildEvent)>,
+        cx: &ChildContext,
     ) -> Result<(Child, Catalog), StartError> {
         let name: Arc<str> = server.name.as_str().into();
         let mut wrap = build_command(server, &env)?;
@@ -129,7 +231,7 @@ impl Child {
             message: e.to_string(),
         })?;
         let pid = process.id();
-        if let (Some(reaper), Some(pid)) = (reaper, pid) {
+        if let (Some(reaper), Some(pid)) = (&cx.reaper, pid) {
             reaper.register(pid);
         }
         tracing::info!(server = %name, pid, env = ?env.names(), "child started");
@@ -138,23 +240,26 @@ impl Child {
         if let Some(stderr) = process.stderr().take() {
             tokio::spawn(pump_stderr(name.clone(), stderr));
         }
+        let mut guard = StopOnDrop {
+            process: Some(process),
+            reaper: cx.reaper.clone(),
+            pid,
+        };
         let (Some(stdin), Some(stdout)) = (stdin, stdout) else {
             return Err(StartError::Handshake(
                 "the child's stdio could not be opened".into(),
             ));
         };
+        let progress = Arc::new(ProgressMap::default());
         let handler = ChildHandler {
             server: name.clone(),
             info: ClientConfig::new(
-                ClientCapabilities::default(),
+                cx.upstream.capabilities_for_children(),
                 Implementation::new("lastmile", env!("CARGO_PKG_VERSION")),
             ),
-            events,
-        };
-        let child_guard = StopOnDrop {
-            process: Some(process),
-            reaper,
-            pid,
+            upstream: Arc::clone(&cx.upstream),
+            progress: Arc::clone(&progress),
+            events: cx.events.clone(),
         };
         let service =
             match tokio::time::timeout(startup_timeout, handler.serve((stdout, stdin))).await {
@@ -171,14 +276,25 @@ impl Child {
             Ok(Err(e)) => return Err(e),
             Err(_) => return Err(StartError::Timeout(startup_timeout)),
         };
-        let process = child_guard.disarm();
+        let (stop_tx, stop_rx) = mpsc::channel(1);
+        let Some(process) = guard.process.take() else {
+            return Err(StartError::Handshake("the child process vanished".into()));
+        };
+        tokio::spawn(monitor(
+            name.clone(),
+            service,
+            process,
+            stop_rx,
+            cx.events.clone(),
+            guard.reaper.take(),
+            pid,
+        ));
         Ok((
             Child {
                 name,
                 peer,
-                service: Mutex::new(Some(service)),
-                process: Mutex::new(process),
-                pid,
+                progress,
+                stop_tx,
             },
             catalog,
         ))
@@ -189,23 +305,130 @@ impl Child {
         read_catalog(&self.peer).await
     }
 
-    /// Whether the child's connection is gone (it exited or closed stdout).
-    pub fn is_closed(&self) -> bool {
-        self.peer.is_transport_closed()
+    /// Forward a request, carrying the client's progress token (if any) across, bounded by
+    /// `timeout` and by the client's cancellation. A request abandoned for either reason is
+    /// cancelled on the child with `notifications/cancelled`.
+    pub async fn forward(
+        &self,
+        request: ClientRequest,
+        client_progress: Option<ProgressToken>,
+        timeout: Duration,
+        cancelled: CancellationToken,
+    ) -> CallOutcome {
+        let handle = match self
+            .peer
+            .send_request_with_option(request, PeerRequestOptions::no_options())
+            .await
+        {
+            Ok(h) => h,
+            Err(e) => return CallOutcome::Answered(Err(e)),
+        };
+        let mut guard = InFlight {
+            peer: self.peer.clone(),
+            id: Some(handle.id.clone()),
+            progress: Arc::clone(&self.progress),
+            child_token: handle.progress_token.clone(),
+            reason: "the client cancelled the request",
+        };
+        if let Some(token) = client_progress
+            && let Ok(mut map) = self.progress.lock()
+        {
+            map.insert(handle.progress_token.clone(), token);
+        }
+        tokio::select! {
+            answer = handle.await_response() => {
+                guard.id = None;
+                CallOutcome::Answered(answer)
+            }
+            _ = tokio::time::sleep(timeout) => {
+                guard.reason = "call_timeout elapsed";
+                CallOutcome::TimedOut(timeout)
+            }
+            _ = cancelled.cancelled() => CallOutcome::Cancelled,
+        }
     }
 
     /// Stop the child: close its stdin, then SIGTERM its process group, then SIGKILL, each after
     /// [`STOP_GRACE`]; finally sweep the group so no grandchild is left behind.
-    pub async fn stop(&self, reaper: Option<&ReaperLink>) {
-        if let Some(mut service) = self.service.lock().await.take() {
+    pub async fn stop(&self) {
+        let (ack, done) = oneshot::channel();
+        if self.stop_tx.send(ack).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+}
+
+/// Cleans up after a forwarded request: forgets its progress token and, unless it was answered,
+/// tells the child to stop working on it.
+struct InFlight {
+    peer: Peer<RoleClient>,
+    id: Option<RequestId>,
+    progress: Arc<ProgressMap>,
+    child_token: ProgressToken,
+    reason: &'static str,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.progress.lock() {
+            map.remove(&self.child_token);
+        }
+        if let Some(id) = self.id.take() {
+            let peer = self.peer.clone();
+            let reason = self.reason;
+            tokio::spawn(async move {
+                let _ = peer
+                    .notify_cancelled(CancelledNotificationParam::new(
+                        Some(id),
+                        Some(reason.into()),
+                    ))
+                    .await;
+            });
+        }
+    }
+}
+
+/// Owns the child's process and session: reports an unexpected exit, or carries out a stop.
+async fn monitor(
+    name: Arc<str>,
+    service: RunningService<RoleClient, ChildHandler>,
+    mut process: Box<dyn ChildWrapper>,
+    mut stop_rx: mpsc::Receiver<oneshot::Sender<()>>,
+    events: EventSender,
+    reaper: Option<Arc<ReaperLink>>,
+    pid: Option<u32>,
+) {
+    let ct = service.cancellation_token();
+    let mut waiting = Box::pin(service.waiting());
+    tokio::select! {
+        _ = &mut waiting => {
+            // The child closed its side: it exited, crashed or closed stdout.
+            let status = tokio::time::timeout(STOP_GRACE, process.wait()).await;
+            let reason = match status {
+                Ok(Ok(status)) => format!("exited ({status})"),
+                _ => "closed its connection".to_string(),
+            };
+            let _ = Box::into_pin(process.kill()).await;
+            unregister(&reaper, pid);
+            tracing::warn!(server = %name, "child {reason}");
+            let _ = events.send((name.clone(), ChildEvent::Exited(reason))).await;
+        }
+        ack = stop_rx.recv() => {
             // Closing the session drops the transport, which closes the child's stdin.
-            let _ = tokio::time::timeout(STOP_GRACE, service.close()).await;
+            ct.cancel();
+            let _ = tokio::time::timeout(STOP_GRACE, &mut waiting).await;
+            stop_process(&mut *process, &name).await;
+            unregister(&reaper, pid);
+            if let Some(ack) = ack {
+                let _ = ack.send(());
+            }
         }
-        let mut process = self.process.lock().await;
-        stop_process(&mut **process, &self.name).await;
-        if let (Some(reaper), Some(pid)) = (reaper, self.pid) {
-            reaper.unregister(pid);
-        }
+    }
+}
+
+fn unregister(reaper: &Option<Arc<ReaperLink>>, pid: Option<u32>) {
+    if let (Some(reaper), Some(pid)) = (reaper, pid) {
+        reaper.unregister(pid);
     }
 }
 
@@ -231,28 +454,17 @@ async fn stop_process(process: &mut dyn ChildWrapper, name: &str) {
 }
 
 /// Kills the child if start-up fails part-way.
-struct StopOnDrop<'a> {
+struct StopOnDrop {
     process: Option<Box<dyn ChildWrapper>>,
-    reaper: Option<&'a ReaperLink>,
+    reaper: Option<Arc<ReaperLink>>,
     pid: Option<u32>,
 }
 
-impl StopOnDrop<'_> {
-    fn disarm(mut self) -> Box<dyn ChildWrapper> {
-        self.reaper = None;
-        #[allow(clippy::expect_used)]
-        // Invariant: `process` is only taken here or in Drop, and disarm consumes self.
-        self.process.take().expect("process present until disarmed")
-    }
-}
-
-impl Drop for StopOnDrop<'_> {
+impl Drop for StopOnDrop {
     fn drop(&mut self) {
         if let Some(mut process) = self.process.take() {
             let _ = process.start_kill();
-            if let (Some(reaper), Some(pid)) = (self.reaper, self.pid) {
-                reaper.unregister(pid);
-            }
+            unregister(&self.reaper, self.pid);
             // Reap it so no zombie is left.
             tokio::spawn(async move {
                 let _ = Box::into_pin(process.kill()).await;

@@ -4,7 +4,11 @@
 mod child;
 mod reaper;
 mod spawn;
+mod upstream;
 
-pub use child::{Catalog, Child, ChildEvent, STOP_GRACE, StartError};
+pub use child::{
+    CallOutcome, Catalog, Child, ChildContext, ChildEvent, EventSender, STOP_GRACE, StartError,
+};
 pub use reaper::ReaperLink;
 pub use spawn::{BASE_ENV, ChildEnv, SpawnError, build_command, resolve_program};
+pub use upstream::Upstream;

@@ -1,23 +1,36 @@
-//! The MCP face: the server side the client talks to. Lists come from the manifest; calls are
-//! routed by name (or URI) to the child that owns them and answered with the child's own result.
+//! The MCP face: the server side the client talks to. Lists come from the manifest; requests are
+//! routed by name (or URI) to the child that owns them and answered with the child's own result;
+//! notifications the client sends reach the children they concern.
+
+#![allow(deprecated)] // logging, subscriptions and roots are deprecated in rmcp 3.x; we forward them
 
 use std::sync::Arc;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, GetPromptRequestParams,
-    GetPromptResponse, Implementation, ListPromptsResult, ListResourceTemplatesResult,
-    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
-    ReadResourceResponse, ServerCapabilities, ServerConfig,
+    CallToolRequest, CallToolRequestParams, CallToolResponse, CallToolResult, ClientRequest,
+    CompleteRequest, CompleteRequestParams, CompleteResult, ContentBlock, GetPromptRequest,
+    GetPromptRequestParams, GetPromptResponse, Implementation, InitializeRequestParams,
+    InitializeResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    ListToolsResult, PaginatedRequestParams, ReadResourceRequest, ReadResourceRequestParams,
+    ReadResourceResponse, Reference, ServerCapabilities, ServerConfig, ServerResult,
+    SetLevelRequestParams, SubscribeRequestParams, UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, RequestContext, RoleServer};
 use rmcp::{ErrorData as McpError, ServerHandler, ServiceError};
 
-use super::hub::{Hub, SlotStatus};
+use super::hub::{Hub, Slot, SlotStatus};
+use crate::downstream::{CallOutcome, Child};
 
 /// lastmile's MCP server side for one session.
 #[derive(Clone)]
 pub struct Face {
     hub: Arc<Hub>,
+}
+
+/// What a routed request found.
+struct Target<'a> {
+    slot: &'a Slot,
+    child: Arc<Child>,
 }
 
 impl Face {
@@ -26,16 +39,87 @@ impl Face {
         Face { hub }
     }
 
-    fn unavailable(&self, slot: usize) -> String {
-        let s = &self.hub.slots[slot];
-        match s.status() {
-            SlotStatus::Failed(reason) => {
-                format!("server `{}` is not running: {reason}", s.server.name)
+    /// First contact: remember the client and start the children with its capabilities.
+    fn touch(&self, ctx: &RequestContext<RoleServer>) {
+        self.hub.upstream.set_peer(&ctx.peer);
+        if let Some(caps) = ctx.client_capabilities() {
+            self.hub.upstream.set_capabilities(caps);
+        }
+        self.hub.ensure_started();
+    }
+
+    fn unavailable(&self, slot: &Slot) -> String {
+        let name = &slot.server.name;
+        match slot.status() {
+            SlotStatus::Failed(reason) => format!("server `{name}` is not running: {reason}"),
+            SlotStatus::Restarting(reason) => {
+                format!("server `{name}` is restarting after: {reason}")
             }
-            SlotStatus::Starting => format!("server `{}` is still starting", s.server.name),
-            SlotStatus::Stopped | SlotStatus::Running => {
-                format!("server `{}` is not running", s.server.name)
+            SlotStatus::Starting => format!("server `{name}` is still starting"),
+            SlotStatus::Stopped | SlotStatus::Running => format!("server `{name}` is not running"),
+        }
+    }
+
+    fn target(&self, index: usize) -> Result<Target<'_>, String> {
+        let slot = &self.hub.slots[index];
+        match slot.child.load_full() {
+            Some(child) => Ok(Target { slot, child }),
+            None => Err(self.unavailable(slot)),
+        }
+    }
+
+    async fn forward(
+        &self,
+        t: &Target<'_>,
+        request: ClientRequest,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<ServerResult, Failure> {
+        let timeout = t.slot.call_timeout(&self.hub.defaults);
+        let name = &t.slot.server.name;
+        match t
+            .child
+            .forward(
+                request,
+                ctx.meta.get_progress_token(),
+                timeout,
+                ctx.ct.clone(),
+            )
+            .await
+        {
+            CallOutcome::Answered(Ok(result)) => Ok(result),
+            CallOutcome::Answered(Err(ServiceError::McpError(e))) => Err(Failure::Child(e)),
+            CallOutcome::Answered(Err(
+                ServiceError::TransportClosed | ServiceError::TransportSend(_),
+            )) => Err(Failure::Message(format!(
+                "server `{name}` exited or closed its connection during the request"
+            ))),
+            CallOutcome::Answered(Err(other)) => {
+                Err(Failure::Message(format!("server `{name}` failed: {other}")))
             }
+            CallOutcome::TimedOut(d) => Err(Failure::Message(format!(
+                "server `{name}` did not answer within {d:?} (call_timeout); the request was cancelled"
+            ))),
+            CallOutcome::Cancelled => Err(Failure::Message(
+                "the request was cancelled by the client".into(),
+            )),
+        }
+    }
+}
+
+/// Why a forwarded request did not produce a result.
+enum Failure {
+    /// The child's own JSON-RPC error: passed through unchanged.
+    Child(McpError),
+    /// lastmile's account of what went wrong (the child died, timed out, …).
+    Message(String),
+}
+
+impl Failure {
+    /// For requests other than tools/call, every failure is a JSON-RPC error.
+    fn into_error(self) -> McpError {
+        match self {
+            Failure::Child(e) => e,
+            Failure::Message(m) => McpError::internal_error(m, None),
         }
     }
 }
@@ -45,28 +129,27 @@ fn tool_error(message: String) -> CallToolResponse {
     CallToolResponse::Complete(CallToolResult::error(vec![ContentBlock::text(message)]))
 }
 
-/// How a child's failure reaches the client: its own JSON-RPC error passes through unchanged;
-/// a broken connection is named.
-fn child_failure(server: &str, e: ServiceError) -> Result<String, McpError> {
-    match e {
-        ServiceError::McpError(e) => Err(e),
-        ServiceError::TransportClosed | ServiceError::TransportSend(_) => Ok(format!(
-            "server `{server}` exited or closed its connection during the call"
-        )),
-        other => Ok(format!("server `{server}` failed: {other}")),
-    }
+fn unexpected(what: &str) -> McpError {
+    McpError::internal_error(
+        format!("the server answered {what} with an unexpected result type"),
+        None,
+    )
 }
 
 impl ServerHandler for Face {
     fn get_info(&self) -> ServerConfig {
-        let capabilities = ServerCapabilities::builder()
-            .enable_tools()
-            .enable_tool_list_changed()
+        let mut capabilities = ServerCapabilities::builder()
+            .enable_logging()
+            .enable_completions()
             .enable_prompts()
             .enable_prompts_list_changed()
             .enable_resources()
             .enable_resources_list_changed()
+            .enable_resources_subscribe()
+            .enable_tools()
+            .enable_tool_list_changed()
             .build();
+        capabilities.experimental = None;
         let mut info = ServerConfig::new(capabilities);
         info.server_info = Implementation::new("lastmile", env!("CARGO_PKG_VERSION"));
         info.instructions = Some(
@@ -76,8 +159,29 @@ impl ServerHandler for Face {
         info
     }
 
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, McpError> {
+        ctx.peer.set_peer_info(request.clone());
+        self.hub
+            .upstream
+            .set_capabilities(request.capabilities.clone());
+        self.touch(&ctx);
+        self.negotiate_initialize(&request)
+    }
+
     async fn on_initialized(&self, ctx: NotificationContext<RoleServer>) {
-        self.hub.set_upstream(&ctx.peer);
+        self.hub.upstream.set_peer(&ctx.peer);
+    }
+
+    async fn on_roots_list_changed(&self, _ctx: NotificationContext<RoleServer>) {
+        for slot in &self.hub.slots {
+            if let Some(child) = slot.child.load_full() {
+                let _ = child.peer.notify_roots_list_changed().await;
+            }
+        }
     }
 
     async fn list_tools(
@@ -85,7 +189,7 @@ impl ServerHandler for Face {
         _request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        self.hub.set_upstream(&ctx.peer);
+        self.touch(&ctx);
         self.hub.wait_started().await;
         self.hub.mark_listed();
         Ok(ListToolsResult::with_all_items(
@@ -96,8 +200,9 @@ impl ServerHandler for Face {
     async fn call_tool(
         &self,
         mut request: CallToolRequestParams,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        self.touch(&ctx);
         let manifest = self
             .hub
             .manifest_with(|m| m.tool(&request.name).is_some())
@@ -108,20 +213,28 @@ impl ServerHandler for Face {
                 None,
             ));
         };
-        let slot = &self.hub.slots[route.slot];
-        let Some(child) = slot.child.load_full() else {
-            return Ok(tool_error(self.unavailable(route.slot)));
+        let t = match self.target(route.slot) {
+            Ok(t) => t,
+            Err(message) => return Ok(tool_error(message)),
         };
         request.name = route.original.clone().into();
-        let timeout = slot.call_timeout(&self.hub.defaults);
-        match tokio::time::timeout(timeout, child.peer.call_tool_once(request)).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => child_failure(&slot.server.name, e).map(tool_error),
-            // Dropping the call future sends the child notifications/cancelled.
-            Err(_) => Ok(tool_error(format!(
-                "server `{}` did not answer within {timeout:?} (call_timeout); the call was cancelled",
-                slot.server.name
-            ))),
+        match self
+            .forward(
+                &t,
+                ClientRequest::CallToolRequest(CallToolRequest::new(request)),
+                &ctx,
+            )
+            .await
+        {
+            Ok(ServerResult::CallToolResult(r)) => Ok(CallToolResponse::Complete(r)),
+            Ok(ServerResult::InputRequiredResult(r)) => Ok(CallToolResponse::InputRequired(r)),
+            Ok(ServerResult::CreateTaskResult(r)) => Ok(CallToolResponse::Task(r)),
+            Ok(ServerResult::EmptyResult(_)) => Ok(CallToolResponse::Complete(
+                CallToolResult::success(Vec::new()),
+            )),
+            Ok(_) => Err(unexpected("tools/call")),
+            Err(Failure::Child(e)) => Err(e),
+            Err(Failure::Message(m)) => Ok(tool_error(m)),
         }
     }
 
@@ -130,7 +243,7 @@ impl ServerHandler for Face {
         _request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
-        self.hub.set_upstream(&ctx.peer);
+        self.touch(&ctx);
         self.hub.wait_started().await;
         self.hub.mark_listed();
         Ok(ListPromptsResult::with_all_items(
@@ -141,8 +254,9 @@ impl ServerHandler for Face {
     async fn get_prompt(
         &self,
         mut request: GetPromptRequestParams,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
+        self.touch(&ctx);
         let manifest = self
             .hub
             .manifest_with(|m| m.prompt(&request.name).is_some())
@@ -153,25 +267,22 @@ impl ServerHandler for Face {
                 None,
             ));
         };
-        let slot = &self.hub.slots[route.slot];
-        let Some(child) = slot.child.load_full() else {
-            return Err(McpError::internal_error(self.unavailable(route.slot), None));
-        };
+        let t = self
+            .target(route.slot)
+            .map_err(|m| McpError::internal_error(m, None))?;
         request.name = route.original.clone();
-        let timeout = slot.call_timeout(&self.hub.defaults);
-        match tokio::time::timeout(timeout, child.peer.get_prompt_once(request)).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => {
-                Err(child_failure(&slot.server.name, e)
-                    .map(|m| McpError::internal_error(m, None))?)
-            }
-            Err(_) => Err(McpError::internal_error(
-                format!(
-                    "server `{}` did not answer within {timeout:?}",
-                    slot.server.name
-                ),
-                None,
-            )),
+        match self
+            .forward(
+                &t,
+                ClientRequest::GetPromptRequest(GetPromptRequest::new(request)),
+                &ctx,
+            )
+            .await
+        {
+            Ok(ServerResult::GetPromptResult(r)) => Ok(GetPromptResponse::Complete(r)),
+            Ok(ServerResult::InputRequiredResult(r)) => Ok(GetPromptResponse::InputRequired(r)),
+            Ok(_) => Err(unexpected("prompts/get")),
+            Err(f) => Err(f.into_error()),
         }
     }
 
@@ -180,7 +291,7 @@ impl ServerHandler for Face {
         _request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        self.hub.set_upstream(&ctx.peer);
+        self.touch(&ctx);
         self.hub.wait_started().await;
         self.hub.mark_listed();
         Ok(ListResourcesResult::with_all_items(
@@ -191,8 +302,9 @@ impl ServerHandler for Face {
     async fn list_resource_templates(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
+        self.touch(&ctx);
         self.hub.wait_started().await;
         Ok(ListResourceTemplatesResult::with_all_items(
             self.hub.manifest().templates.clone(),
@@ -202,36 +314,140 @@ impl ServerHandler for Face {
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        let manifest = self
-            .hub
-            .manifest_with(|m| m.resource(&request.uri).is_some())
-            .await;
-        let Some(slot_index) = manifest.resource(&request.uri) else {
+        self.touch(&ctx);
+        let t = self.resource_target(&request.uri).await?;
+        match self
+            .forward(
+                &t,
+                ClientRequest::ReadResourceRequest(ReadResourceRequest::new(request)),
+                &ctx,
+            )
+            .await
+        {
+            Ok(ServerResult::ReadResourceResult(r)) => Ok(ReadResourceResponse::Complete(r)),
+            Ok(ServerResult::InputRequiredResult(r)) => Ok(ReadResourceResponse::InputRequired(r)),
+            Ok(_) => Err(unexpected("resources/read")),
+            Err(f) => Err(f.into_error()),
+        }
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.touch(&ctx);
+        let t = self.resource_target(&request.uri).await?;
+        t.child
+            .peer
+            .subscribe(request)
+            .await
+            .map_err(|e| service_error(&t, e))
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.touch(&ctx);
+        let t = self.resource_target(&request.uri).await?;
+        t.child
+            .peer
+            .unsubscribe(request)
+            .await
+            .map_err(|e| service_error(&t, e))
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.touch(&ctx);
+        self.hub.wait_started().await;
+        for slot in &self.hub.slots {
+            let Some(child) = slot.child.load_full() else {
+                continue;
+            };
+            let offers_logging = child
+                .peer
+                .peer_info()
+                .is_some_and(|i| i.capabilities.logging.is_some());
+            if offers_logging && let Err(e) = child.peer.set_level(request.clone()).await {
+                tracing::warn!(server = %slot.server.name, "logging/setLevel failed: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    async fn complete(
+        &self,
+        mut request: CompleteRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, McpError> {
+        self.touch(&ctx);
+        let t = match &mut request.r#ref {
+            Reference::Prompt(p) => {
+                let manifest = self
+                    .hub
+                    .manifest_with(|m| m.prompt(&p.name).is_some())
+                    .await;
+                let Some(route) = manifest.prompt(&p.name) else {
+                    return Err(McpError::invalid_params(
+                        format!("unknown prompt `{}`", p.name),
+                        None,
+                    ));
+                };
+                p.name = route.original.clone();
+                self.target(route.slot)
+                    .map_err(|m| McpError::internal_error(m, None))?
+            }
+            Reference::Resource(r) => self.resource_target(&r.uri).await?,
+            _ => {
+                return Err(McpError::invalid_params(
+                    "unsupported completion reference",
+                    None,
+                ));
+            }
+        };
+        match self
+            .forward(
+                &t,
+                ClientRequest::CompleteRequest(CompleteRequest::new(request)),
+                &ctx,
+            )
+            .await
+        {
+            Ok(ServerResult::CompleteResult(r)) => Ok(r),
+            Ok(_) => Err(unexpected("completion/complete")),
+            Err(f) => Err(f.into_error()),
+        }
+    }
+}
+
+impl Face {
+    async fn resource_target(&self, uri: &str) -> Result<Target<'_>, McpError> {
+        let manifest = self.hub.manifest_with(|m| m.resource(uri).is_some()).await;
+        let Some(index) = manifest.resource(uri) else {
             return Err(McpError::resource_not_found(
-                format!("unknown resource `{}`", request.uri),
+                format!("unknown resource `{uri}`"),
                 None,
             ));
         };
-        let slot = &self.hub.slots[slot_index];
-        let Some(child) = slot.child.load_full() else {
-            return Err(McpError::internal_error(self.unavailable(slot_index), None));
-        };
-        let timeout = slot.call_timeout(&self.hub.defaults);
-        match tokio::time::timeout(timeout, child.peer.read_resource_once(request)).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => {
-                Err(child_failure(&slot.server.name, e)
-                    .map(|m| McpError::internal_error(m, None))?)
-            }
-            Err(_) => Err(McpError::internal_error(
-                format!(
-                    "server `{}` did not answer within {timeout:?}",
-                    slot.server.name
-                ),
-                None,
-            )),
-        }
+        self.target(index)
+            .map_err(|m| McpError::internal_error(m, None))
+    }
+}
+
+fn service_error(t: &Target<'_>, e: ServiceError) -> McpError {
+    match e {
+        ServiceError::McpError(e) => e,
+        other => McpError::internal_error(
+            format!("server `{}` failed: {other}", t.slot.server.name),
+            None,
+        ),
     }
 }
