@@ -29,7 +29,7 @@ async fn aggregates_three_servers_with_namespaced_names() {
             "{expected} missing from {names:?}"
         );
     }
-    assert_eq!(names.len(), 3 * 7, "{names:?}");
+    assert_eq!(names.len(), 3 * FIXTURE_TOOLS, "{names:?}");
     for n in &names {
         assert!(
             n.len() <= 64
@@ -167,7 +167,7 @@ async fn long_names_are_shortened_and_collisions_resolved() {
         .fixture("two", &[], "prefix = \"\"");
     let s = w.serve().await;
     let names = s.tool_names().await;
-    assert_eq!(names.len(), 15, "{names:?}");
+    assert_eq!(names.len(), 2 * FIXTURE_TOOLS + 1, "{names:?}");
     for n in &names {
         assert!(
             n.len() <= 64
@@ -211,7 +211,7 @@ async fn allow_and_deny_filter_tools() {
     w.fixture(
         "alpha",
         &[],
-        "[tools]\nallow = [\"e*\", \"sleep\"]\ndeny = [\"env\"]",
+        "[tools]\nallow = [\"ech*\", \"env\", \"sleep\"]\ndeny = [\"env\"]",
     );
     let s = w.serve().await;
     assert_eq!(s.tool_names().await, ["alpha__echo", "alpha__sleep"]);
@@ -232,7 +232,7 @@ async fn a_broken_file_is_skipped_and_the_rest_serve() {
     w.server_file("syntax", "command = \"x\n");
     w.server_file("Bad_Name", &format!("command = {FIXTURE:?}\n"));
     let s = w.serve().await;
-    assert_eq!(s.tool_names().await.len(), 7);
+    assert_eq!(s.tool_names().await.len(), FIXTURE_TOOLS);
     let stderr = s.close().await;
     assert!(stderr.contains("typo.toml:3"), "{stderr}");
     assert!(stderr.contains("nocmd.toml"), "{stderr}");
@@ -332,7 +332,7 @@ async fn stubborn_world() -> (World, std::path::PathBuf) {
 async fn no_orphans_after_stdin_eof() {
     let (w, pidfile) = stubborn_world().await;
     let s = w.serve().await;
-    assert_eq!(s.tool_names().await.len(), 14);
+    assert_eq!(s.tool_names().await.len(), 2 * FIXTURE_TOOLS);
     let pids = read_pids(&pidfile).await;
     assert_eq!(pids.len(), 2);
     let lastmile = s.pid;

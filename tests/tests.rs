@@ -2,5 +2,7 @@
 
 mod util;
 
+mod passthrough;
+mod resilience;
 mod serve;
 mod servers_check;

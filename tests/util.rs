@@ -7,15 +7,19 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use rmcp::ServiceExt;
-use rmcp::model::{CallToolRequestParams, CallToolResult, JsonObject};
-use rmcp::service::{RoleClient, RunningService};
+use std::sync::{Arc, Mutex};
+
+use rmcp::model::*;
+use rmcp::service::{NotificationContext, RequestContext, RoleClient, RunningService};
 use rmcp::transport::TokioChildProcess;
+use rmcp::{ClientHandler, ErrorData as McpError, ServiceExt};
 use serde_json::Value;
 use tempfile::TempDir;
 
 pub const LASTMILE: &str = env!("CARGO_BIN_EXE_lastmile");
 pub const FIXTURE: &str = env!("CARGO_BIN_EXE_lastmile-fixture");
+/// How many tools one fixture instance offers.
+pub const FIXTURE_TOOLS: usize = 14;
 
 /// A hermetic world for one test.
 pub struct World {
@@ -101,6 +105,16 @@ impl World {
     }
 
     pub async fn serve_with(&self, f: impl FnOnce(&mut tokio::process::Command)) -> Session {
+        self.serve_as(Recorder::default(), f).await
+    }
+
+    /// Start `lastmile serve` and connect with a client that records what it is sent and, when
+    /// it declares the capabilities, answers sampling, elicitation and roots.
+    pub async fn serve_as(
+        &self,
+        client: Recorder,
+        f: impl FnOnce(&mut tokio::process::Command),
+    ) -> Session {
         let mut cmd = self.command(&["serve"]);
         f(&mut cmd);
         let (transport, stderr) = TokioChildProcess::builder(cmd)
@@ -116,9 +130,14 @@ impl World {
             }
             out
         });
-        let client = ().serve(transport).await.expect("MCP handshake with lastmile");
+        let recorder = client.clone();
+        let client = client
+            .serve(transport)
+            .await
+            .expect("MCP handshake with lastmile");
         Session {
             client: Some(client),
+            recorder,
             pid,
             stderr: Some(stderr_task),
         }
@@ -148,13 +167,14 @@ pub fn read_tree(dir: &Path) -> String {
 
 /// A client session with a running `lastmile serve`.
 pub struct Session {
-    pub client: Option<RunningService<RoleClient, ()>>,
+    pub client: Option<RunningService<RoleClient, Recorder>>,
+    pub recorder: Recorder,
     pub pid: u32,
     stderr: Option<tokio::task::JoinHandle<String>>,
 }
 
 impl Session {
-    pub fn client(&self) -> &RunningService<RoleClient, ()> {
+    pub fn client(&self) -> &RunningService<RoleClient, Recorder> {
         self.client.as_ref().expect("open session")
     }
 
@@ -252,4 +272,118 @@ pub async fn read_pids(path: &Path) -> Vec<u32> {
         .split_whitespace()
         .map(|p| p.parse().unwrap())
         .collect()
+}
+
+/// A test client: records notifications; answers server-to-client requests when it declares the
+/// capability for them.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    pub capable: bool,
+    pub events: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Recorder {
+    /// A client declaring roots, sampling and elicitation.
+    pub fn capable() -> Self {
+        Recorder {
+            capable: true,
+            ..Default::default()
+        }
+    }
+
+    fn record(&self, v: Value) {
+        self.events.lock().unwrap().push(v);
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// Wait until an event satisfies `f` (polling what was recorded, bounded).
+    pub async fn wait_for(&self, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(v) = self.events().into_iter().find(|v| f(v)) {
+                return v;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "never saw {what}; got {:?}",
+                self.events()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+#[allow(deprecated)]
+impl ClientHandler for Recorder {
+    fn get_info(&self) -> ClientConfig {
+        let caps = if self.capable {
+            ClientCapabilities::builder()
+                .enable_roots()
+                .enable_sampling()
+                .enable_elicitation()
+                .build()
+        } else {
+            ClientCapabilities::default()
+        };
+        ClientConfig::new(caps, Implementation::new("lastmile-tests", "0"))
+    }
+
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        _ctx: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, McpError> {
+        let asked = serde_json::to_string(&params.messages).unwrap_or_default();
+        Ok(CreateMessageResult::new(
+            SamplingMessage::new(Role::Assistant, format!("sampled for {asked}")),
+            "test-model".into(),
+        ))
+    }
+
+    async fn list_roots(
+        &self,
+        _ctx: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, McpError> {
+        Ok(ListRootsResult::new(vec![Root::new("file:///test/root")]))
+    }
+
+    async fn create_elicitation(
+        &self,
+        _request: ElicitRequestParams,
+        _ctx: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, McpError> {
+        Ok(ElicitResult::new(ElicitationAction::Accept)
+            .with_content(serde_json::json!({ "answer": "yes" })))
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _ctx: NotificationContext<RoleClient>,
+    ) {
+        self.record(serde_json::json!({ "progress": params }));
+    }
+
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _ctx: NotificationContext<RoleClient>,
+    ) {
+        self.record(serde_json::json!({ "log": params }));
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _ctx: NotificationContext<RoleClient>,
+    ) {
+        self.record(serde_json::json!({ "updated": params.uri }));
+    }
+
+    async fn on_tool_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
+        self.record(serde_json::json!({ "tools_changed": true }));
+    }
 }

@@ -327,13 +327,14 @@ impl Child {
             peer: self.peer.clone(),
             id: Some(handle.id.clone()),
             progress: Arc::clone(&self.progress),
-            child_token: handle.progress_token.clone(),
+            child_token: None,
             reason: "the client cancelled the request",
         };
         if let Some(token) = client_progress
             && let Ok(mut map) = self.progress.lock()
         {
             map.insert(handle.progress_token.clone(), token);
+            guard.child_token = Some(handle.progress_token.clone());
         }
         tokio::select! {
             answer = handle.await_response() => {
@@ -358,20 +359,31 @@ impl Child {
     }
 }
 
-/// Cleans up after a forwarded request: forgets its progress token and, unless it was answered,
-/// tells the child to stop working on it.
+/// How long a finished call's progress token stays mapped. rmcp handles each incoming
+/// notification on its own task, so the child's last progress notification can be processed just
+/// after the response it preceded on the wire; the mapping must outlive the call briefly.
+const PROGRESS_LINGER: Duration = Duration::from_secs(2);
+
+/// Cleans up after a forwarded request: forgets its progress token (after [`PROGRESS_LINGER`])
+/// and, unless it was answered, tells the child to stop working on it.
 struct InFlight {
     peer: Peer<RoleClient>,
     id: Option<RequestId>,
     progress: Arc<ProgressMap>,
-    child_token: ProgressToken,
+    child_token: Option<ProgressToken>,
     reason: &'static str,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if let Ok(mut map) = self.progress.lock() {
-            map.remove(&self.child_token);
+        if let Some(token) = self.child_token.take() {
+            let progress = Arc::clone(&self.progress);
+            tokio::spawn(async move {
+                tokio::time::sleep(PROGRESS_LINGER).await;
+                if let Ok(mut map) = progress.lock() {
+                    map.remove(&token);
+                }
+            });
         }
         if let Some(id) = self.id.take() {
             let peer = self.peer.clone();
@@ -513,12 +525,19 @@ async fn read_catalog(peer: &Peer<RoleClient>) -> Result<Catalog, StartError> {
     })
 }
 
+/// Most stderr lines a child may put in the log per second; a flood beyond this is counted and
+/// summarised instead, so one noisy child cannot swamp the log (or stall it: the file writer
+/// applies back-pressure rather than dropping lines).
+const STDERR_LINES_PER_SEC: u32 = 200;
+
 /// Copy a child's stderr into the log line by line, tagged with the server's name. Lines are cut
-/// at [`MAX_STDERR_LINE`] so a flood without newlines cannot grow memory.
+/// at [`MAX_STDERR_LINE`] so a flood without newlines cannot grow memory, and rate-limited to
+/// [`STDERR_LINES_PER_SEC`].
 async fn pump_stderr(server: Arc<str>, mut stderr: tokio::process::ChildStderr) {
     let mut buf = vec![0u8; 4096];
     let mut line: Vec<u8> = Vec::new();
     let mut cut = false;
+    let mut budget = LineBudget::new();
     loop {
         let n = match stderr.read(&mut buf).await {
             Ok(0) | Err(_) => break,
@@ -526,7 +545,9 @@ async fn pump_stderr(server: Arc<str>, mut stderr: tokio::process::ChildStderr) 
         };
         for &b in &buf[..n] {
             if b == b'\n' {
-                emit_stderr_line(&server, &line, cut);
+                if budget.take(&server) {
+                    emit_stderr_line(&server, &line, cut);
+                }
                 line.clear();
                 cut = false;
             } else if line.len() < MAX_STDERR_LINE {
@@ -536,8 +557,48 @@ async fn pump_stderr(server: Arc<str>, mut stderr: tokio::process::ChildStderr) 
             }
         }
     }
-    if !line.is_empty() {
+    if !line.is_empty() && budget.take(&server) {
         emit_stderr_line(&server, &line, cut);
+    }
+    budget.flush(&server);
+}
+
+/// A per-second line allowance that reports what it dropped.
+struct LineBudget {
+    window: std::time::Instant,
+    used: u32,
+    dropped: u64,
+}
+
+impl LineBudget {
+    fn new() -> Self {
+        LineBudget {
+            window: std::time::Instant::now(),
+            used: 0,
+            dropped: 0,
+        }
+    }
+
+    fn take(&mut self, server: &str) -> bool {
+        if self.window.elapsed() >= Duration::from_secs(1) {
+            self.flush(server);
+            self.window = std::time::Instant::now();
+            self.used = 0;
+        }
+        if self.used < STDERR_LINES_PER_SEC {
+            self.used += 1;
+            true
+        } else {
+            self.dropped += 1;
+            false
+        }
+    }
+
+    fn flush(&mut self, server: &str) {
+        if self.dropped > 0 {
+            tracing::warn!(server = %server, dropped = self.dropped, "child is flooding stderr; lines dropped from the log");
+            self.dropped = 0;
+        }
     }
 }
 

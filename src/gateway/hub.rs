@@ -87,6 +87,9 @@ pub struct Hub {
     stopping: AtomicBool,
     listed: AtomicBool,
     events: Mutex<Option<EventSender>>,
+    /// Serializes manifest rebuilds so a rebuild that read older slot states can never overwrite
+    /// a newer one (two children finishing at once).
+    rebuilding: Mutex<()>,
 }
 
 impl Hub {
@@ -121,6 +124,7 @@ impl Hub {
             stopping: AtomicBool::new(false),
             listed: AtomicBool::new(false),
             events: Mutex::new(None),
+            rebuilding: Mutex::new(()),
         })
     }
 
@@ -288,6 +292,7 @@ impl Hub {
     }
 
     fn rebuild(&self) {
+        let _serial = self.rebuilding.lock();
         let catalogs: Vec<(usize, Catalog)> = self
             .slots
             .iter()

@@ -1,0 +1,212 @@
+//! Start-up, crashes, restarts, hangs and concurrency.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::util::*;
+
+#[tokio::test]
+async fn ten_slow_children_give_one_complete_list() {
+    let w = World::new();
+    for i in 0..10 {
+        w.fixture(
+            &format!("slow{i}"),
+            &["--slow-start", "300", "--no-prompts", "--no-resources"],
+            "",
+        );
+    }
+    let s = w.serve().await;
+    assert_eq!(s.tool_names().await.len(), 10 * FIXTURE_TOOLS);
+    s.close().await;
+}
+
+#[tokio::test]
+async fn a_child_that_misses_its_startup_timeout_joins_later_with_list_changed() {
+    let w = World::new();
+    let marker = w.path("late.marker");
+    w.fixture("quick", &[], "");
+    w.fixture(
+        "late",
+        &["--slow-start-once", marker.to_str().unwrap()],
+        "startup_timeout = \"300ms\"\nrestart = { backoff = \"50ms\" }",
+    );
+    let s = w.serve().await;
+    let first = s.tool_names().await;
+    assert!(first.contains(&"quick__echo".to_string()));
+    assert!(!first.iter().any(|n| n.starts_with("late__")), "{first:?}");
+    s.recorder
+        .wait_for("tools/list_changed", |e| e.get("tools_changed").is_some())
+        .await;
+    let later = s.tool_names().await;
+    assert!(later.contains(&"late__echo".to_string()), "{later:?}");
+    s.close().await;
+}
+
+#[tokio::test]
+async fn a_crashed_child_is_restarted_and_its_tools_return() {
+    let w = World::new();
+    w.fixture("alpha", &[], "restart = { backoff = \"50ms\" }")
+        .fixture("beta", &[], "");
+    let s = w.serve().await;
+    s.tool_names().await;
+    let started = std::time::Instant::now();
+    let r = s.call("alpha__crash", json!({})).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the crash took {:?} to report",
+        started.elapsed()
+    );
+    assert_eq!(r.is_error, Some(true));
+    assert!(text_of(&r).contains("`alpha`"), "{}", text_of(&r));
+    // Other servers keep serving meanwhile.
+    assert_eq!(
+        text_of(&s.call("beta__echo", json!({ "text": "b" })).await.unwrap()),
+        "b"
+    );
+    // It comes back, announced by list_changed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(r) = s.call("alpha__echo", json!({ "text": "back" })).await
+            && text_of(&r) == "back"
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alpha never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.recorder
+        .wait_for("tools/list_changed", |e| e.get("tools_changed").is_some())
+        .await;
+    s.close().await;
+}
+
+#[tokio::test]
+async fn restarts_give_up_after_max_tries_and_the_rest_keep_serving() {
+    let w = World::new();
+    w.fixture(
+        "flaky",
+        &["--die-after", "100"],
+        "restart = { max_tries = 2, backoff = \"20ms\" }",
+    );
+    w.fixture("steady", &[], "");
+    let s = w.serve().await;
+    s.tool_names().await;
+    assert!(
+        eventually(Duration::from_secs(15), || w
+            .logs()
+            .contains("gave up after 2 restart(s)"))
+        .await,
+        "no give-up in the log: {}",
+        w.logs()
+    );
+    assert!(
+        !s.tool_names()
+            .await
+            .iter()
+            .any(|n| n.starts_with("flaky__"))
+    );
+    assert_eq!(
+        text_of(
+            &s.call("steady__echo", json!({ "text": "ok" }))
+                .await
+                .unwrap()
+        ),
+        "ok"
+    );
+    s.close().await;
+}
+
+#[tokio::test]
+async fn a_stuck_call_times_out_and_the_child_is_told_to_cancel() {
+    let w = World::new();
+    let log = w.path("cancel.log");
+    w.fixture(
+        "alpha",
+        &["--cancel-log", log.to_str().unwrap()],
+        "call_timeout = \"300ms\"",
+    );
+    let s = w.serve().await;
+    let r = s
+        .call("alpha__sleep", json!({ "ms": 30000 }))
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(true));
+    assert!(
+        text_of(&r).contains("did not answer within 300ms"),
+        "{}",
+        text_of(&r)
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || std::fs::read_to_string(&log)
+            .map(|l| l.contains("call_timeout"))
+            .unwrap_or(false))
+        .await,
+        "the child never saw notifications/cancelled"
+    );
+    assert_eq!(
+        text_of(
+            &s.call("alpha__echo", json!({ "text": "fine" }))
+                .await
+                .unwrap()
+        ),
+        "fine"
+    );
+    s.close().await;
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_calls_across_three_children() {
+    let w = World::new();
+    w.fixture("a", &[], "")
+        .fixture("b", &[], "")
+        .fixture("c", &[], "");
+    let s = w.serve().await;
+    s.tool_names().await;
+    let mut calls = Vec::new();
+    for i in 0..200 {
+        let server = ["a", "b", "c"][i % 3];
+        let peer = s.client().peer().clone();
+        calls.push(tokio::spawn(async move {
+            let mut p = rmcp::model::CallToolRequestParams::new(format!("{server}__echo"));
+            p.arguments = Some(as_object(json!({ "text": format!("call {i}") })));
+            let r = peer.call_tool(p).await.unwrap();
+            (i, server, r)
+        }));
+    }
+    for c in calls {
+        let (i, server, r) = c.await.unwrap();
+        assert_eq!(text_of(&r), format!("call {i}"));
+        assert_eq!(r.meta.unwrap().0["fixture/server"], server);
+    }
+    s.close().await;
+}
+
+#[tokio::test]
+async fn a_child_flooding_stderr_is_contained() {
+    let w = World::new();
+    // A shell "server" that floods stderr and never speaks MCP: it fails its start-up without
+    // stopping the gateway, and its output does not flood lastmile's own stderr.
+    w.server_file(
+        "noisy",
+        "command = \"sh\"\nargs = [\"-c\", \"yes flood >&2\"]\nstartup_timeout = \"500ms\"\nrestart = { max_tries = 0 }\ntiers = [\"admin\"]\n",
+    );
+    w.fixture("alpha", &[], "");
+    let s = w.serve().await;
+    assert_eq!(
+        text_of(
+            &s.call("alpha__echo", json!({ "text": "calm" }))
+                .await
+                .unwrap()
+        ),
+        "calm"
+    );
+    let stderr = s.close().await;
+    assert!(
+        stderr.matches("flood").count() < 10,
+        "child stderr leaked onto lastmile's stderr"
+    );
+}
