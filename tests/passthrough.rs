@@ -376,3 +376,30 @@ async fn an_old_protocol_client_in_front_of_a_new_child() {
     drop(stdin);
     child.wait().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_2026_07_28_client_without_initialize() {
+    use rmcp::service::{ClientLifecycleMode, ClientServiceExt};
+    let w = World::new();
+    w.fixture("alpha", &[], "");
+    let (transport, _) = rmcp::transport::TokioChildProcess::builder(w.command(&["serve"]))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = Recorder::default()
+        .serve_with_lifecycle(
+            transport,
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
+        )
+        .await
+        .expect("discover handshake");
+    let tools = client.list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "alpha__echo"));
+    let mut p = CallToolRequestParams::new("alpha__echo");
+    p.arguments = Some(as_object(json!({ "text": "new protocol" })));
+    let r = client.call_tool(p).await.unwrap();
+    assert_eq!(text_of(&r), "new protocol");
+    let _ = client.cancel().await;
+}

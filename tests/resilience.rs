@@ -210,3 +210,53 @@ async fn a_child_flooding_stderr_is_contained() {
         "child stderr leaked onto lastmile's stderr"
     );
 }
+
+#[tokio::test]
+async fn a_child_that_stops_reading_cannot_block_the_others() {
+    let w = World::new();
+    w.fixture("frozen", &[], "call_timeout = \"300ms\"")
+        .fixture("alive", &[], "");
+    let s = w.serve().await;
+    assert_eq!(
+        text_of(&s.call("frozen__freeze", json!({})).await.unwrap()),
+        "freezing"
+    );
+    // Flood the stopped child with more than a pipe buffer's worth of requests.
+    let big = "x".repeat(64 * 1024);
+    let mut stuck = Vec::new();
+    for _ in 0..8 {
+        let peer = s.client().peer().clone();
+        let text = big.clone();
+        stuck.push(tokio::spawn(async move {
+            let mut p = rmcp::model::CallToolRequestParams::new("frozen__echo");
+            p.arguments = Some(as_object(json!({ "text": text })));
+            peer.call_tool(p).await
+        }));
+    }
+    // The other child answers promptly meanwhile.
+    for i in 0..20 {
+        let r = tokio::time::timeout(
+            Duration::from_secs(5),
+            s.call("alive__echo", json!({ "text": format!("ok {i}") })),
+        )
+        .await
+        .expect("the healthy child was blocked by the stopped one")
+        .unwrap();
+        assert_eq!(text_of(&r), format!("ok {i}"));
+    }
+    // Every call to the stopped child ends with a timeout, not a hang.
+    for c in stuck {
+        let r = tokio::time::timeout(Duration::from_secs(10), c)
+            .await
+            .expect("a stuck call hung")
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.is_error, Some(true), "{}", text_of(&r));
+    }
+    let lastmile = s.pid;
+    s.close().await;
+    assert!(
+        eventually(Duration::from_secs(10), || !alive(lastmile)).await,
+        "lastmile hung on a stopped child"
+    );
+}

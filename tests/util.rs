@@ -19,7 +19,7 @@ use tempfile::TempDir;
 pub const LASTMILE: &str = env!("CARGO_BIN_EXE_lastmile");
 pub const FIXTURE: &str = env!("CARGO_BIN_EXE_lastmile-fixture");
 /// How many tools one fixture instance offers.
-pub const FIXTURE_TOOLS: usize = 14;
+pub const FIXTURE_TOOLS: usize = 15;
 
 /// A hermetic world for one test.
 pub struct World {
