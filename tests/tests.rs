@@ -1,1 +1,1 @@
-
+mod secrets_store;

@@ -69,6 +69,10 @@ enum CmdError {
         "the profile already has a signing secret (service `{service}`)\nhint: pass --force to replace it; every token signed with the old one stops verifying"
     )]
     SigningSecretExists { service: String },
+    #[error(
+        "`{name}` is not stored (service `{service}`)\nhint: `lastmile secrets list` shows the names that are"
+    )]
+    NotStored { name: String, service: String },
 }
 
 impl CmdError {
@@ -79,6 +83,7 @@ impl CmdError {
             CmdError::Secrets(_) => exit_codes::SECRETS_UNAVAILABLE,
             CmdError::Read(_) => exit_codes::FAILURE,
             CmdError::NotText | CmdError::TooLong => exit_codes::USAGE,
+            CmdError::NotStored { .. } => exit_codes::SECRETS_UNAVAILABLE,
             CmdError::SigningSecretExists { .. } => exit_codes::FAILURE,
         }
     }
@@ -206,11 +211,10 @@ fn list(p: &Printer, profile: &Profile, opened: &OpenedStore) -> Result<(), CmdE
 fn rm(p: &Printer, opened: &OpenedStore, name: &str) -> Result<(), CmdError> {
     let key = SecretKey::from_entry_name(name)?;
     if !opened.store.delete(&key)? {
-        return Err(SecretsError::Missing {
-            names: vec![key.entry_name().to_string()],
+        return Err(CmdError::NotStored {
+            name: key.entry_name().to_string(),
             service: opened.store.service().to_string(),
-        }
-        .into());
+        });
     }
     p.out(format!(
         "removed `{key}` from the {} keyring, service `{}`",
