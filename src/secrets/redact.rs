@@ -26,7 +26,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind};
 use arc_swap::ArcSwap;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
@@ -73,6 +73,8 @@ pub struct Redactor {
     secrets: Vec<(String, SecretString)>,
     labels: Vec<String>,
     patterns: Vec<PatternInfo>,
+    /// Length of the longest pattern, in bytes.
+    longest: usize,
     automaton: Option<AhoCorasick>,
 }
 
@@ -101,6 +103,7 @@ impl Redactor {
             secrets: Vec::new(),
             labels: Vec::new(),
             patterns: Vec::new(),
+            longest: 0,
             automaton: None,
         }
     }
@@ -165,10 +168,12 @@ impl Redactor {
                 })?;
             Some(ac)
         };
+        let longest = texts.iter().map(|t| t.len()).max().unwrap_or(0);
         Ok(Redactor {
             secrets,
             labels,
             patterns,
+            longest,
             automaton,
         })
     }
@@ -198,18 +203,27 @@ impl Redactor {
         let mut out: Option<String> = None;
         let mut copied = 0usize; // bytes of `text` already handled
         let mut hits = 0usize;
-        for m in ac.find_iter(text) {
-            if m.start() < copied {
-                continue; // swallowed by the widening of the previous match
-            }
+        while let Some(m) = ac.find(Input::new(text).span(copied..text.len())) {
             let info = self.patterns[m.pattern().as_usize()];
-            let (start, end) = match info.form {
-                Form::Plain => (m.start(), m.end()),
-                Form::Base64 { url_safe } => widen(bytes, m.start(), m.end(), copied, url_safe),
-            };
+            let (start, mut end) = self.region(bytes, m, copied);
+            // A match that begins inside this region but ends after it (two secrets that
+            // overlap, or a secret right after an encoded one) extends the region, so no tail
+            // of a secret is left in the clear. Such a match starts before `end`, so it ends
+            // before `end + longest`: the probe never scans further than that.
+            let mut probe = m.start() + 1;
+            while probe < end {
+                let limit = (end + self.longest).min(text.len());
+                match ac.find(Input::new(text).span(probe..limit)) {
+                    Some(m2) if m2.start() < end => {
+                        end = end.max(self.region(bytes, m2, copied).1);
+                        probe = m2.start() + 1;
+                    }
+                    _ => break,
+                }
+            }
             let buf = out.get_or_insert_with(|| String::with_capacity(text.len()));
-            // `start` and `end` are on char boundaries: matches are whole UTF-8 sequences and
-            // widening only steps over ASCII bytes.
+            // `start` and `end` are on char boundaries: a match of a UTF-8 pattern in UTF-8
+            // text is whole characters, and widening only steps over ASCII bytes.
             buf.push_str(&text[copied..start]);
             buf.push_str(&self.labels[info.secret]);
             copied = end;
@@ -221,6 +235,14 @@ impl Redactor {
                 buf.push_str(&text[copied..]);
                 (Cow::Owned(buf), hits)
             }
+        }
+    }
+
+    /// The bytes a match replaces: the match, widened for a base64 middle (never below `floor`).
+    fn region(&self, bytes: &[u8], m: aho_corasick::Match, floor: usize) -> (usize, usize) {
+        match self.patterns[m.pattern().as_usize()].form {
+            Form::Plain => (m.start(), m.end()),
+            Form::Base64 { url_safe } => widen(bytes, m.start(), m.end(), floor, url_safe),
         }
     }
 
@@ -542,6 +564,71 @@ mod tests {
         let (out, hits) = r.scrub("x abcdefgh-ijkl y abcdefgh z");
         assert_eq!(out, "x [REDACTED:LONG] y [REDACTED:SHORT] z");
         assert_eq!(hits, 2);
+    }
+
+    #[test]
+    fn overlapping_secrets_leave_no_tail() {
+        let r = redactor(&[("A", "abcdefgh"), ("B", "efghijkl")]);
+        let (out, hits) = r.scrub("x abcdefghijkl y");
+        assert_eq!(out, "x [REDACTED:A] y");
+        assert_eq!(hits, 1);
+        // A secret right after an encoded one, inside the widened region.
+        let r = redactor(&[("K", CANARY), ("RAW", "Zq9-raw-secret")]);
+        let text = format!(
+            "{}Zq9-raw-secret!",
+            STANDARD_NO_PAD.encode(format!("{CANARY}ab"))
+        );
+        let (out, _) = r.scrub(&text);
+        assert!(!out.contains("raw-secret"), "{out}");
+    }
+
+    #[test]
+    fn randomised_text_never_keeps_a_value() {
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        const ALPHABET: &[u8] =
+            b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/=-_ %:.\"";
+        for _ in 0..40 {
+            let values: Vec<String> = (0..3)
+                .map(|_| {
+                    let len = 8 + next(24);
+                    (0..len)
+                        .map(|_| ALPHABET[next(ALPHABET.len())] as char)
+                        .collect()
+                })
+                .collect();
+            let r = Redactor::new(
+                values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (format!("K{i}"), SecretString::from(v.as_str()))),
+            )
+            .unwrap();
+            let mut text = String::new();
+            for _ in 0..6 {
+                for _ in 0..next(6) {
+                    text.push(ALPHABET[next(ALPHABET.len())] as char);
+                }
+                let v = &values[next(values.len())];
+                match next(3) {
+                    0 => text.push_str(v),
+                    1 => text.push_str(&STANDARD.encode(v)),
+                    _ => text.push_str(&URL_SAFE_NO_PAD.encode(v)),
+                }
+            }
+            let (out, hits) = r.scrub(&text);
+            assert!(hits >= 1, "{text}");
+            for v in &values {
+                for form in [v.clone(), STANDARD.encode(v), URL_SAFE_NO_PAD.encode(v)] {
+                    assert!(!out.contains(&form), "{text} -> {out}");
+                }
+            }
+        }
     }
 
     #[test]
