@@ -3,6 +3,7 @@
 mod util;
 
 mod passthrough;
+mod secrets_store;
 mod resilience;
 mod serve;
 mod servers_check;

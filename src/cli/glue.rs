@@ -2,12 +2,22 @@
 //! (signing secret, saved session token, audit key), loaded for the chosen profile and backend.
 //!
 //! `identity` and `audit` never open the store themselves; the CLI hands them what they need.
+//! Every function here blocks (a keyring call may be a D-Bus round trip): call them before the
+//! runtime starts, or inside `spawn_blocking`.
 
 #![allow(dead_code)] // wired up as the subcommands land
 
 use secrecy::SecretString;
 
 use super::GlobalArgs;
+use crate::config::{Profile, ProfileError};
+use crate::exit_codes;
+use crate::secrets::{
+    BackendRequest, Internal, OpenedStore, SecretKey, SecretsError, open_store, random_secret,
+};
+
+/// Bytes of randomness in a generated audit-chain key.
+const AUDIT_KEY_BYTES: usize = 32;
 
 /// Why a secret the CLI needs could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -15,27 +25,114 @@ pub(crate) enum GlueError {
     /// The secret store is not wired in yet.
     #[error("the secret store is not available in this build")]
     NotWired,
+    /// The profile could not be located.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    /// The store failed (locked, unavailable, bad input).
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    /// The profile has no signing secret yet.
+    #[error(
+        "the profile has no session-token signing secret (keyring service `{service}`)\nhint: run `lastmile secrets generate-signing-key`"
+    )]
+    NoSigningSecret {
+        /// The profile's keyring service.
+        service: String,
+    },
+}
+
+impl GlueError {
+    /// The exit code this failure maps to.
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            GlueError::NotWired => exit_codes::FAILURE,
+            GlueError::Profile(_) => exit_codes::CONFIG_INVALID,
+            GlueError::Secrets(e) if e.is_bad_input() => exit_codes::USAGE,
+            GlueError::Secrets(_) => exit_codes::SECRETS_UNAVAILABLE,
+            GlueError::NoSigningSecret { .. } => exit_codes::WEAK_SIGNING_SECRET,
+        }
+    }
+}
+
+/// Locate the profile and open its store with the backend the flags ask for.
+pub(crate) fn open_profile_store(global: &GlobalArgs) -> Result<(Profile, OpenedStore), GlueError> {
+    let profile = Profile::locate(&global.profile, global.config_dir.clone())?;
+    let request: BackendRequest = global.secrets_backend.parse()?;
+    let opened = open_store(request, &profile.keyring_service())?;
+    Ok((profile, opened))
 }
 
 /// The profile's session-token signing secret.
-pub(crate) fn signing_secret(_global: &GlobalArgs) -> Result<SecretString, GlueError> {
-    Err(GlueError::NotWired)
+pub(crate) fn signing_secret(global: &GlobalArgs) -> Result<SecretString, GlueError> {
+    let (_, opened) = open_profile_store(global)?;
+    match opened.store.get(&Internal::SigningSecret.into())? {
+        Some(secret) => Ok(secret),
+        None => Err(GlueError::NoSigningSecret {
+            service: opened.store.service().to_string(),
+        }),
+    }
 }
 
 /// The session token saved for `serve` to find (`token issue --save`), if any.
-pub(crate) fn saved_session_token(_global: &GlobalArgs) -> Result<Option<SecretString>, GlueError> {
-    Err(GlueError::NotWired)
+pub(crate) fn saved_session_token(global: &GlobalArgs) -> Result<Option<SecretString>, GlueError> {
+    let (_, opened) = open_profile_store(global)?;
+    Ok(opened.store.get(&Internal::SessionToken.into())?)
 }
 
 /// Save a session token for `serve` to find.
 pub(crate) fn save_session_token(
-    _global: &GlobalArgs,
-    _token: &SecretString,
+    global: &GlobalArgs,
+    token: &SecretString,
 ) -> Result<(), GlueError> {
-    Err(GlueError::NotWired)
+    let (_, opened) = open_profile_store(global)?;
+    Ok(opened.store.set(&Internal::SessionToken.into(), token)?)
 }
 
 /// The profile's audit-chain key, created on first use.
-pub(crate) fn audit_key(_global: &GlobalArgs) -> Result<SecretString, GlueError> {
-    Err(GlueError::NotWired)
+pub(crate) fn audit_key(global: &GlobalArgs) -> Result<SecretString, GlueError> {
+    let (_, opened) = open_profile_store(global)?;
+    let key = SecretKey::Internal(Internal::AuditKey);
+    if let Some(existing) = opened.store.get(&key)? {
+        return Ok(existing);
+    }
+    let fresh = random_secret(AUDIT_KEY_BYTES)?;
+    opened.store.set(&key, &fresh)?;
+    Ok(fresh)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory_args() -> GlobalArgs {
+        GlobalArgs {
+            profile: "glue-test".into(),
+            config_dir: Some(std::env::temp_dir()),
+            secrets_backend: "memory".into(),
+        }
+    }
+
+    #[test]
+    fn missing_signing_secret_is_named() {
+        // The memory backend starts empty in every call.
+        let e = signing_secret(&memory_args()).unwrap_err();
+        assert!(matches!(e, GlueError::NoSigningSecret { .. }), "{e:?}");
+        assert_eq!(e.exit_code(), exit_codes::WEAK_SIGNING_SECRET);
+        assert!(e.to_string().contains("generate-signing-key"));
+    }
+
+    #[test]
+    fn audit_key_is_created() {
+        use secrecy::ExposeSecret;
+        let key = audit_key(&memory_args()).unwrap();
+        assert_eq!(key.expose_secret().len(), 43);
+    }
+
+    #[test]
+    fn unknown_backend_is_usage() {
+        let mut args = memory_args();
+        args.secrets_backend = "vault".into();
+        let e = saved_session_token(&args).unwrap_err();
+        assert_eq!(e.exit_code(), exit_codes::USAGE);
+    }
 }

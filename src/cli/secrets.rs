@@ -1,15 +1,268 @@
-//! `lastmile secrets`: manage the profile's secrets in the OS keyring.
+//! `lastmile secrets`: manage the profile's secrets in the OS keyring. Values come from a hidden
+//! prompt or stdin, never from the command line, and are never printed.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read};
 
 use clap::Subcommand;
+use secrecy::SecretString;
+use zeroize::Zeroizing;
 
-use super::GlobalArgs;
+use super::glue::{GlueError, open_profile_store};
+use super::output::sanitize_for_terminal;
+use super::{GlobalArgs, Printer};
+use crate::config::{Profile, load_servers_dir};
+use crate::exit_codes;
+use crate::secrets::{
+    Internal, OpenedStore, SIGNING_SECRET_BYTES, SecretKey, SecretKind, SecretName, SecretsError,
+    random_secret,
+};
+
+/// The longest value `secrets set` accepts (keyutils caps a key at 32 KiB, Windows at 2.5 KiB).
+const MAX_VALUE_LEN: usize = 16 * 1024;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum SecretsCommand {
-    /// Not built yet.
+    /// Store a secret. The value is read from a hidden prompt on a terminal, or from stdin
+    /// (one trailing newline is dropped); never from the command line.
+    Set {
+        /// The secret's name: ^[A-Z][A-Z0-9_]{0,63}$, e.g. GITHUB_TOKEN or MY_API_KEY.
+        name: String,
+    },
+    /// List the stored secrets' names and kinds and the servers that use each; never values.
+    List,
+    /// Remove a secret (a name from `secrets list`).
+    Rm {
+        /// The secret's name.
+        name: String,
+    },
+    /// Store a fresh 64-byte random session-token signing secret.
+    GenerateSigningKey {
+        /// Replace an existing signing secret (every token signed with it stops verifying).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show which backend is active and why, and the profile's keyring service.
     Status,
 }
 
-pub(crate) fn run(_global: &GlobalArgs, _cmd: SecretsCommand) -> u8 {
-    crate::exit_codes::FAILURE
+/// Why a `secrets` command failed.
+#[derive(Debug, thiserror::Error)]
+enum CmdError {
+    #[error(transparent)]
+    Glue(#[from] GlueError),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    #[error(
+        "cannot read the value from stdin: {0}\nhint: pipe the value in, or run on a terminal to be prompted"
+    )]
+    Read(std::io::Error),
+    #[error(
+        "the value is not UTF-8 text\nhint: secrets are text; encode binary values (e.g. base64) first"
+    )]
+    NotText,
+    #[error(
+        "the value is longer than {MAX_VALUE_LEN} bytes\nhint: keyrings hold short secrets; store a path or a key instead"
+    )]
+    TooLong,
+    #[error(
+        "the profile already has a signing secret (service `{service}`)\nhint: pass --force to replace it; every token signed with the old one stops verifying"
+    )]
+    SigningSecretExists { service: String },
+    #[error(
+        "`{name}` is not stored (service `{service}`)\nhint: `lastmile secrets list` shows the names that are"
+    )]
+    NotStored { name: String, service: String },
+}
+
+impl CmdError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            CmdError::Glue(e) => e.exit_code(),
+            CmdError::Secrets(e) if e.is_bad_input() => exit_codes::USAGE,
+            CmdError::Secrets(_) => exit_codes::SECRETS_UNAVAILABLE,
+            CmdError::Read(_) => exit_codes::FAILURE,
+            CmdError::NotText | CmdError::TooLong => exit_codes::USAGE,
+            CmdError::NotStored { .. } => exit_codes::SECRETS_UNAVAILABLE,
+            CmdError::SigningSecretExists { .. } => exit_codes::FAILURE,
+        }
+    }
+}
+
+pub(crate) fn run(global: &GlobalArgs, cmd: SecretsCommand) -> u8 {
+    crate::telemetry::init_cli();
+    let p = Printer;
+    let result = match cmd {
+        SecretsCommand::Status => status(&p, global),
+        cmd => open_profile_store(global)
+            .map_err(CmdError::from)
+            .and_then(|(profile, opened)| match cmd {
+                SecretsCommand::Set { name } => set(&p, &opened, &name),
+                SecretsCommand::List => list(&p, &profile, &opened),
+                SecretsCommand::Rm { name } => rm(&p, &opened, &name),
+                SecretsCommand::GenerateSigningKey { force } => {
+                    generate_signing_key(&p, &opened, force)
+                }
+                SecretsCommand::Status => status(&p, global),
+            }),
+    };
+    match result {
+        Ok(()) => exit_codes::OK,
+        Err(e) => {
+            p.err(format!("error: {}", sanitize_for_terminal(&e.to_string())));
+            e.exit_code()
+        }
+    }
+}
+
+fn set(p: &Printer, opened: &OpenedStore, name: &str) -> Result<(), CmdError> {
+    let name = SecretName::parse(name)?;
+    let value = read_value(&name)?;
+    opened.store.set(&SecretKey::Named(name.clone()), &value)?;
+    p.out(format!(
+        "stored `{name}` ({}) in the {} keyring, service `{}`",
+        name.kind().as_str(),
+        opened.choice.kind,
+        opened.store.service()
+    ));
+    Ok(())
+}
+
+/// The value: a hidden prompt on a terminal, else all of stdin minus one trailing newline.
+fn read_value(name: &SecretName) -> Result<SecretString, CmdError> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        let typed = Zeroizing::new(
+            rpassword::prompt_password(format!("value for {name} (input hidden): "))
+                .map_err(CmdError::Read)?,
+        );
+        return Ok(SecretString::from(typed.as_str()));
+    }
+    // Capacity fixed up front so the buffer never reallocates (each copy is zeroed on drop).
+    let mut buf = Zeroizing::new(Vec::with_capacity(MAX_VALUE_LEN + 2));
+    stdin
+        .lock()
+        .take(MAX_VALUE_LEN as u64 + 2)
+        .read_to_end(&mut buf)
+        .map_err(CmdError::Read)?;
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+        if buf.last() == Some(&b'\r') {
+            buf.pop();
+        }
+    }
+    if buf.len() > MAX_VALUE_LEN {
+        return Err(CmdError::TooLong);
+    }
+    let text = std::str::from_utf8(&buf).map_err(|_| CmdError::NotText)?;
+    Ok(SecretString::from(text))
+}
+
+fn list(p: &Printer, profile: &Profile, opened: &OpenedStore) -> Result<(), CmdError> {
+    let keys = opened.store.list()?;
+    // Which servers name each secret.
+    let mut used_by: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for server in load_servers_dir(&profile.servers_dir()).servers {
+        for r in &server.def.secrets {
+            let users = used_by.entry(r.secret_name().to_string()).or_default();
+            let label = if server.def.disabled {
+                format!("{} (disabled)", server.name)
+            } else {
+                server.name.clone()
+            };
+            if !users.contains(&label) {
+                users.push(label);
+            }
+        }
+    }
+    if keys.is_empty() {
+        p.err(format!(
+            "no secrets stored for profile `{}` (service `{}`)",
+            profile.name,
+            opened.store.service()
+        ));
+    }
+    for key in &keys {
+        let users = used_by.remove(key.entry_name());
+        let used = match (key.kind(), users) {
+            (SecretKind::Internal, _) => "used by lastmile".to_string(),
+            (_, Some(users)) => format!("used by: {}", users.join(", ")),
+            (_, None) => "used by no server".to_string(),
+        };
+        p.out(format!(
+            "{}\t{}\t{used}",
+            key.entry_name(),
+            key.kind().as_str()
+        ));
+    }
+    // Secrets that server files name but the store lacks.
+    for (name, users) in used_by {
+        let kind = SecretName::parse(&name)
+            .map(|n| n.kind().as_str())
+            .unwrap_or("invalid");
+        p.out(format!(
+            "{name}\t{kind}, MISSING\tneeded by: {}",
+            users.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+fn rm(p: &Printer, opened: &OpenedStore, name: &str) -> Result<(), CmdError> {
+    let key = SecretKey::from_entry_name(name)?;
+    if !opened.store.delete(&key)? {
+        return Err(CmdError::NotStored {
+            name: key.entry_name().to_string(),
+            service: opened.store.service().to_string(),
+        });
+    }
+    p.out(format!(
+        "removed `{key}` from the {} keyring, service `{}`",
+        opened.choice.kind,
+        opened.store.service()
+    ));
+    Ok(())
+}
+
+fn generate_signing_key(p: &Printer, opened: &OpenedStore, force: bool) -> Result<(), CmdError> {
+    let key = SecretKey::Internal(Internal::SigningSecret);
+    let existed = opened.store.get(&key)?.is_some();
+    if existed && !force {
+        return Err(CmdError::SigningSecretExists {
+            service: opened.store.service().to_string(),
+        });
+    }
+    let secret = random_secret(SIGNING_SECRET_BYTES)?;
+    opened.store.set(&key, &secret)?;
+    p.out(format!(
+        "{} the signing secret ({SIGNING_SECRET_BYTES} random bytes, base64url) as `{key}` in the {} keyring, service `{}`",
+        if existed { "replaced" } else { "stored" },
+        opened.choice.kind,
+        opened.store.service()
+    ));
+    if existed {
+        p.err(
+            "warning: tokens signed with the old signing secret no longer verify; issue new ones",
+        );
+    }
+    Ok(())
+}
+
+fn status(p: &Printer, global: &GlobalArgs) -> Result<(), CmdError> {
+    let (profile, opened) = open_profile_store(global)?;
+    p.out(format!("profile: {}", profile.name));
+    p.out(format!("service: {}", opened.store.service()));
+    p.out(format!(
+        "backend: {} ({})",
+        opened.choice.kind,
+        opened.choice.kind.flag()
+    ));
+    p.out(format!(
+        "why: {}",
+        sanitize_for_terminal(&opened.choice.reason)
+    ));
+    // Reading the index proves the keyring answers and is unlocked.
+    let keys = opened.store.list()?;
+    p.out(format!("entries: {}", keys.len()));
+    Ok(())
 }
