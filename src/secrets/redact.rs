@@ -37,6 +37,9 @@ use zeroize::Zeroizing;
 use super::{MIN_VALUE_LEN, SecretsError};
 use crate::telemetry::LineScrubber;
 
+/// Patterns per SIMD screen (Teddy's limit).
+const SCREEN_GROUP: usize = 64;
+
 /// RFC 3986 unreserved characters stay, everything else is encoded.
 const PERCENT_RFC3986: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -76,6 +79,10 @@ pub struct Redactor {
     /// Length of the longest pattern, in bytes.
     longest: usize,
     automaton: Option<AhoCorasick>,
+    /// SIMD (Teddy) searchers over groups of at most 64 patterns, which say quickly whether and
+    /// where the first match is; the automaton then works from there. Empty when the CPU has no
+    /// SIMD support for them (the automaton alone is correct, only slower).
+    screens: Vec<aho_corasick::packed::Searcher>,
 }
 
 impl fmt::Debug for Redactor {
@@ -105,6 +112,7 @@ impl Redactor {
             patterns: Vec::new(),
             longest: 0,
             automaton: None,
+            screens: Vec::new(),
         }
     }
 
@@ -169,12 +177,24 @@ impl Redactor {
             Some(ac)
         };
         let longest = texts.iter().map(|t| t.len()).max().unwrap_or(0);
+        let screens: Option<Vec<_>> = texts
+            .chunks(SCREEN_GROUP)
+            .map(|group| {
+                aho_corasick::packed::Config::new()
+                    .match_kind(aho_corasick::packed::MatchKind::LeftmostLongest)
+                    .builder()
+                    .extend(group.iter().map(|t| t.as_slice()))
+                    .build()
+            })
+            .collect();
+        let screens = screens.unwrap_or_default();
         Ok(Redactor {
             secrets,
             labels,
             patterns,
             longest,
             automaton,
+            screens,
         })
     }
 
@@ -199,11 +219,38 @@ impl Redactor {
         let Some(ac) = &self.automaton else {
             return (Cow::Borrowed(text), 0);
         };
+        // The SIMD screens find where the next match starts (or that there is none, the
+        // common case) much faster than the automaton scans; the automaton then only confirms
+        // the match there. Each screen's next position is cached, so each scans the text once.
+        let screened = !self.screens.is_empty();
+        let mut next: Vec<Option<usize>> = self
+            .screens
+            .iter()
+            .map(|s| s.find(text).map(|m| m.start()))
+            .collect();
         let bytes = text.as_bytes();
         let mut out: Option<String> = None;
         let mut copied = 0usize; // bytes of `text` already handled
         let mut hits = 0usize;
-        while let Some(m) = ac.find(Input::new(text).span(copied..text.len())) {
+        loop {
+            let from = if screened {
+                for (screen, pos) in self.screens.iter().zip(next.iter_mut()) {
+                    if pos.is_some_and(|p| p < copied) {
+                        *pos = screen
+                            .find_in(text, aho_corasick::Span::from(copied..text.len()))
+                            .map(|m| m.start());
+                    }
+                }
+                match next.iter().flatten().min() {
+                    Some(p) => *p,
+                    None => break,
+                }
+            } else {
+                copied
+            };
+            let Some(m) = ac.find(Input::new(text).span(from..text.len())) else {
+                break;
+            };
             let info = self.patterns[m.pattern().as_usize()];
             let (start, mut end) = self.region(bytes, m, copied);
             // A match that begins inside this region but ends after it (two secrets that
