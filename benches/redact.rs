@@ -55,7 +55,11 @@ fn tool_result(len: usize, planted: &[&str]) -> String {
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
         out.push_str(WORDS[(state >> 60) as usize]);
-        out.push(if (state >> 20) % 11 == 0 { '\n' } else { ' ' });
+        out.push(if (state >> 20).is_multiple_of(11) {
+            '\n'
+        } else {
+            ' '
+        });
         if out.len() >= next_plant && p < planted.len() {
             out.push_str(planted[p]);
             out.push(' ');

@@ -3,7 +3,7 @@
 mod util;
 
 mod passthrough;
-mod secrets_store;
 mod resilience;
+mod secrets_store;
 mod serve;
 mod servers_check;
