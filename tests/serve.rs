@@ -269,7 +269,16 @@ async fn children_get_a_cleared_environment() {
         env.contains_key("PATH") && env.contains_key("HOME"),
         "{dump}"
     );
-    let allowed = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "TMPDIR", "MODE"];
+    let allowed = [
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "TMPDIR",
+        "MODE",
+        "LASTMILE_CUSTOM_SECRETS",
+    ];
     for k in env.keys() {
         assert!(
             allowed.contains(&k.as_str()),

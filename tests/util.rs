@@ -230,6 +230,19 @@ pub fn text_of(r: &CallToolResult) -> String {
         .unwrap_or_default()
 }
 
+/// A process's state letter from /proc (R, S, T, Z, …), or "" when it is gone.
+pub fn process_state(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().next())
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
+}
+
 /// Whether a process is alive (and not a zombie).
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

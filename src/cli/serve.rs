@@ -8,10 +8,14 @@ use clap::Args;
 use rmcp::ServiceExt;
 
 use super::GlobalArgs;
-use crate::config::{Profile, load_servers_dir};
+use crate::config::{Profile, Server, load_servers_dir};
 use crate::downstream::{ChildEnv, ReaperLink};
 use crate::exit_codes;
 use crate::gateway::{EnvBuilder, Face, Hub};
+use crate::secrets::{
+    BackendRequest, CUSTOM_SECRETS_VAR, ChildSecrets, SecretStore, SharedRedactor, child_secrets,
+    open_store,
+};
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {}
@@ -36,6 +40,11 @@ pub(crate) fn run(global: &GlobalArgs, _args: ServeArgs) -> u8 {
     for problem in &loaded.problems {
         tracing::warn!("skipping server: {problem}");
     }
+    let store = open_secret_store(global, &profile);
+    // Every secret handed to any child is known to the redactor, and every log event passes it.
+    let redactor = Arc::new(SharedRedactor::default());
+    crate::telemetry::set_scrubber(redactor.clone());
+    let env_builder = secrets_env_builder(store, Arc::clone(&redactor));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -57,8 +66,13 @@ pub(crate) fn run(global: &GlobalArgs, _args: ServeArgs) -> u8 {
                 None
             }
         };
-        let env_builder: EnvBuilder = Arc::new(|server| Ok(ChildEnv::for_server(server)));
-        let hub = Hub::new(loaded.servers, config.defaults.clone(), reaper, env_builder);
+        let hub = Hub::new(
+            loaded.servers,
+            config.defaults.clone(),
+            reaper,
+            env_builder,
+            redactor,
+        );
         let code = serve_stdio(Face::new(Arc::clone(&hub))).await;
         hub.stop_all().await;
         code
@@ -66,6 +80,54 @@ pub(crate) fn run(global: &GlobalArgs, _args: ServeArgs) -> u8 {
     // Children are stopped; don't wait for stray blocking tasks (e.g. the stdin reader).
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     code
+}
+
+/// The profile's secret store, if it can be opened. Without one, servers that name secrets do
+/// not start (each says why); the others serve.
+fn open_secret_store(global: &GlobalArgs, profile: &Profile) -> Option<Arc<dyn SecretStore>> {
+    let request: BackendRequest = match global.secrets_backend.parse() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("{e}");
+            return None;
+        }
+    };
+    match open_store(request, &profile.keyring_service()) {
+        Ok(opened) => {
+            tracing::info!(backend = ?opened.choice.kind, reason = %opened.choice.reason, "secret store opened");
+            Some(opened.store)
+        }
+        Err(e) => {
+            tracing::info!("no secret store: {e}");
+            None
+        }
+    }
+}
+
+/// Each child's environment: the base, its file's `env`, exactly the secrets it names (read at
+/// each start, so a changed secret reaches the next start) and the custom-secrets allowlist.
+fn secrets_env_builder(
+    store: Option<Arc<dyn SecretStore>>,
+    redactor: Arc<SharedRedactor>,
+) -> EnvBuilder {
+    Arc::new(move |server: &Server| {
+        let mut env = ChildEnv::for_server(server);
+        let delivered = if server.def.secrets.is_empty() {
+            ChildSecrets::default()
+        } else {
+            let store = store.as_ref().ok_or_else(|| {
+                "its file names secrets, but no secret store could be opened\nhint: run `lastmile secrets status`".to_string()
+            })?;
+            child_secrets(store.as_ref(), &server.def.secrets).map_err(|e| e.to_string())?
+        };
+        // The redactor learns a value before any child can echo it back.
+        redactor.add(delivered.redact).map_err(|e| e.to_string())?;
+        for (name, value) in delivered.env {
+            env.add_secret(name, value);
+        }
+        env.add_plain(CUSTOM_SECRETS_VAR, &delivered.custom_allowlist);
+        Ok(env)
+    })
 }
 
 /// Serve until stdin closes or a SIGINT/SIGTERM arrives.

@@ -153,7 +153,7 @@ impl Service<RoleClient> for ChildHandler {
                     Some(token) => {
                         n.params.progress_token = token;
                         self.upstream
-                            .notify(ServerNotification::ProgressNotification(n))
+                            .notify(&self.server, ServerNotification::ProgressNotification(n))
                             .await;
                     }
                     None => {
@@ -168,13 +168,16 @@ impl Service<RoleClient> for ChildHandler {
                     None => self.server.to_string(),
                 });
                 self.upstream
-                    .notify(ServerNotification::LoggingMessageNotification(n))
+                    .notify(
+                        &self.server,
+                        ServerNotification::LoggingMessageNotification(n),
+                    )
                     .await;
             }
             // A child cancelling its own request to the client: the client knows that request
             // under another id, and its answer will simply be dropped.
             ServerNotification::CancelledNotification(_) => {}
-            other => self.upstream.notify(other).await,
+            other => self.upstream.notify(&self.server, other).await,
         }
         Ok(())
     }

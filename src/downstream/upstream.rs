@@ -3,20 +3,37 @@
 
 #![allow(deprecated)] // sampling, roots and logging are deprecated in rmcp 3.x; we forward them
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use rmcp::model::{ClientCapabilities, ClientResult, ErrorCode, ServerNotification, ServerRequest};
 use rmcp::service::{Peer, RoleServer};
 use rmcp::{ErrorData as McpError, ServiceError};
 
+use crate::gateway::scrub::scrub;
+use crate::secrets::SharedRedactor;
+
 /// The client lastmile serves, as far as the children are concerned.
-#[derive(Default)]
 pub struct Upstream {
     peer: OnceLock<Peer<RoleServer>>,
     capabilities: OnceLock<ClientCapabilities>,
+    redactor: Arc<SharedRedactor>,
 }
 
 impl Upstream {
+    /// Everything going up passes through `redactor`.
+    pub fn new(redactor: Arc<SharedRedactor>) -> Self {
+        Upstream {
+            peer: OnceLock::new(),
+            capabilities: OnceLock::new(),
+            redactor,
+        }
+    }
+
+    /// The session's redactor.
+    pub fn redactor(&self) -> &Arc<SharedRedactor> {
+        &self.redactor
+    }
+
     /// Remember the client's peer (the first one seen wins; a session has one client).
     pub fn set_peer(&self, peer: &Peer<RoleServer>) {
         if self.peer.get().is_none() {
@@ -72,16 +89,24 @@ impl Upstream {
         let Some(peer) = self.peer.get() else {
             return Err(McpError::internal_error("no client is connected yet", None));
         };
+        // A child's request to the client (a sampling prompt above all) must not carry a secret.
+        let (request, _) = scrub(&self.redactor, server, request)
+            .map_err(|e| McpError::internal_error(e.to_string(), None))?;
         peer.send_request(request).await.map_err(|e| match e {
             ServiceError::McpError(e) => e,
             other => McpError::internal_error(format!("the client did not answer: {other}"), None),
         })
     }
 
-    /// Send a notification up to the client (best effort: a client that left cannot get it).
-    pub async fn notify(&self, notification: ServerNotification) {
-        if let Some(peer) = self.peer.get() {
-            let _ = peer.send_notification(notification).await;
+    /// Send a notification up to the client, redacted (best effort: a client that left cannot
+    /// get it; a notification that cannot be redacted safely is dropped).
+    pub async fn notify(&self, server: &str, notification: ServerNotification) {
+        let Some(peer) = self.peer.get() else { return };
+        match scrub(&self.redactor, server, notification) {
+            Ok((clean, _)) => {
+                let _ = peer.send_notification(clean).await;
+            }
+            Err(e) => tracing::warn!("{e}"),
         }
     }
 }

@@ -19,7 +19,9 @@ use rmcp::service::{NotificationContext, RequestContext, RoleServer};
 use rmcp::{ErrorData as McpError, ServerHandler, ServiceError};
 
 use super::hub::{Hub, Slot, SlotStatus};
+use super::scrub::{Withheld, scrub, scrub_text};
 use crate::downstream::{CallOutcome, Child};
+use crate::secrets::SharedRedactor;
 
 /// lastmile's MCP server side for one session.
 #[derive(Clone)]
@@ -68,15 +70,18 @@ impl Face {
         }
     }
 
+    /// Forward a request to the child and bring back its answer, redacted. `redactions` counts
+    /// the secrets replaced on the way.
     async fn forward(
         &self,
         t: &Target<'_>,
         request: ClientRequest,
         ctx: &RequestContext<RoleServer>,
+        redactions: &mut usize,
     ) -> Result<ServerResult, Failure> {
         let timeout = t.slot.call_timeout(&self.hub.defaults);
         let name = &t.slot.server.name;
-        match t
+        let outcome = t
             .child
             .forward(
                 request,
@@ -84,26 +89,77 @@ impl Face {
                 timeout,
                 ctx.ct.clone(),
             )
-            .await
-        {
-            CallOutcome::Answered(Ok(result)) => Ok(result),
-            CallOutcome::Answered(Err(ServiceError::McpError(e))) => Err(Failure::Child(e)),
+            .await;
+        let redactor = self.hub.upstream.redactor();
+        let failure = match outcome {
+            CallOutcome::Answered(Ok(result)) => {
+                return scrub_result(redactor, name, result)
+                    .map(|(result, hits)| {
+                        *redactions += hits;
+                        result
+                    })
+                    .map_err(|e| Failure::Message(e.to_string()));
+            }
+            CallOutcome::Answered(Err(ServiceError::McpError(e))) => {
+                return match scrub(redactor, name, e) {
+                    Ok((e, hits)) => {
+                        *redactions += hits;
+                        Err(Failure::Child(e))
+                    }
+                    Err(w) => Err(Failure::Message(w.to_string())),
+                };
+            }
             CallOutcome::Answered(Err(
                 ServiceError::TransportClosed | ServiceError::TransportSend(_),
-            )) => Err(Failure::Message(format!(
-                "server `{name}` exited or closed its connection during the request"
-            ))),
-            CallOutcome::Answered(Err(other)) => {
-                Err(Failure::Message(format!("server `{name}` failed: {other}")))
+            )) => {
+                format!("server `{name}` exited or closed its connection during the request")
             }
-            CallOutcome::TimedOut(d) => Err(Failure::Message(format!(
-                "server `{name}` did not answer within {d:?} (call_timeout); the request was cancelled"
-            ))),
-            CallOutcome::Cancelled => Err(Failure::Message(
-                "the request was cancelled by the client".into(),
-            )),
-        }
+            CallOutcome::Answered(Err(other)) => format!("server `{name}` failed: {other}"),
+            CallOutcome::TimedOut(d) => {
+                format!(
+                    "server `{name}` did not answer within {d:?} (call_timeout); the request was cancelled"
+                )
+            }
+            CallOutcome::Cancelled => "the request was cancelled by the client".into(),
+        };
+        Err(Failure::Message(scrub_text(redactor, failure)))
     }
+}
+
+/// Scrub the typed result inside a `ServerResult` (each variant on its own: the union itself
+/// does not round-trip through JSON unambiguously).
+fn scrub_result(
+    redactor: &SharedRedactor,
+    server: &str,
+    result: ServerResult,
+) -> Result<(ServerResult, usize), Withheld> {
+    Ok(match result {
+        ServerResult::CallToolResult(r) => {
+            let (r, n) = scrub(redactor, server, r)?;
+            (ServerResult::CallToolResult(r), n)
+        }
+        ServerResult::InputRequiredResult(r) => {
+            let (r, n) = scrub(redactor, server, r)?;
+            (ServerResult::InputRequiredResult(r), n)
+        }
+        ServerResult::CreateTaskResult(r) => {
+            let (r, n) = scrub(redactor, server, r)?;
+            (ServerResult::CreateTaskResult(r), n)
+        }
+        ServerResult::GetPromptResult(r) => {
+            let (r, n) = scrub(redactor, server, r)?;
+            (ServerResult::GetPromptResult(r), n)
+        }
+        ServerResult::ReadResourceResult(r) => {
+            let (r, n) = scrub(redactor, server, r)?;
+            (ServerResult::ReadResourceResult(r), n)
+        }
+        ServerResult::CompleteResult(r) => {
+            let (r, n) = scrub(redactor, server, r)?;
+            (ServerResult::CompleteResult(r), n)
+        }
+        other => (other, 0),
+    })
 }
 
 /// Why a forwarded request did not produce a result.
@@ -218,11 +274,13 @@ impl ServerHandler for Face {
             Err(message) => return Ok(tool_error(message)),
         };
         request.name = route.original.clone().into();
+        let mut redactions = 0usize;
         match self
             .forward(
                 &t,
                 ClientRequest::CallToolRequest(CallToolRequest::new(request)),
                 &ctx,
+                &mut redactions,
             )
             .await
         {
@@ -271,11 +329,13 @@ impl ServerHandler for Face {
             .target(route.slot)
             .map_err(|m| McpError::internal_error(m, None))?;
         request.name = route.original.clone();
+        let mut redactions = 0usize;
         match self
             .forward(
                 &t,
                 ClientRequest::GetPromptRequest(GetPromptRequest::new(request)),
                 &ctx,
+                &mut redactions,
             )
             .await
         {
@@ -318,11 +378,13 @@ impl ServerHandler for Face {
     ) -> Result<ReadResourceResponse, McpError> {
         self.touch(&ctx);
         let t = self.resource_target(&request.uri).await?;
+        let mut redactions = 0usize;
         match self
             .forward(
                 &t,
                 ClientRequest::ReadResourceRequest(ReadResourceRequest::new(request)),
                 &ctx,
+                &mut redactions,
             )
             .await
         {
@@ -413,11 +475,13 @@ impl ServerHandler for Face {
                 ));
             }
         };
+        let mut redactions = 0usize;
         match self
             .forward(
                 &t,
                 ClientRequest::CompleteRequest(CompleteRequest::new(request)),
                 &ctx,
+                &mut redactions,
             )
             .await
         {

@@ -16,6 +16,7 @@ use crate::downstream::{
     Catalog, Child, ChildContext, ChildEnv, ChildEvent, EventSender, ReaperLink, StartError,
     Upstream,
 };
+use crate::secrets::SharedRedactor;
 
 /// Builds a child's environment (base, file `env`, secrets); an error keeps the server stopped.
 pub type EnvBuilder = Arc<dyn Fn(&Server) -> Result<ChildEnv, String> + Send + Sync>;
@@ -99,6 +100,7 @@ impl Hub {
         defaults: DefaultsSection,
         reaper: Option<ReaperLink>,
         env_builder: EnvBuilder,
+        redactor: Arc<SharedRedactor>,
     ) -> Arc<Self> {
         servers.retain(|s| !s.def.disabled);
         servers.sort_by(|a, b| a.name.cmp(&b.name));
@@ -115,7 +117,7 @@ impl Hub {
                 })
                 .collect(),
             defaults,
-            upstream: Arc::new(Upstream::default()),
+            upstream: Arc::new(Upstream::new(redactor)),
             manifest: ArcSwap::from_pointee(Manifest::default()),
             pending,
             reaper: reaper.map(Arc::new),
@@ -183,7 +185,13 @@ impl Hub {
         let slot = &self.slots[index];
         let name = &slot.server.name;
         slot.set_status(SlotStatus::Starting);
-        let env = match (self.env_builder)(&slot.server) {
+        // Reading secrets may be a D-Bus round trip: keep it off the async workers.
+        let builder = Arc::clone(&self.env_builder);
+        let server = slot.server.clone();
+        let built = tokio::task::spawn_blocking(move || builder(&server))
+            .await
+            .unwrap_or_else(|e| Err(format!("building the environment failed: {e}")));
+        let env = match built {
             Ok(env) => env,
             Err(reason) => {
                 tracing::error!(server = %name, "not started: {reason}");

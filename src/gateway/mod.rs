@@ -4,6 +4,7 @@ mod face;
 mod hub;
 mod manifest;
 pub mod naming;
+pub mod scrub;
 
 pub use face::Face;
 pub use hub::{EnvBuilder, Hub, Slot, SlotStatus};
