@@ -4,3 +4,5 @@ mod util;
 
 mod serve;
 mod servers_check;
+
+mod audit_cli;
