@@ -43,7 +43,7 @@ CREATE TABLE chain_anchor (
 -- One row per tool call the gateway answered (or refused).
 CREATE TABLE tool_executions (
     seq            INTEGER PRIMARY KEY,           -- position in the chain
-    execution_id   TEXT NOT NULL UNIQUE,          -- UUID v7, made before the call, sent to the client
+    execution_id   TEXT NOT NULL,                 -- UUID v7, made before the call, sent to the client
     started_at_ms  INTEGER NOT NULL,
     finished_at_ms INTEGER NOT NULL,
     duration_us    INTEGER NOT NULL,
@@ -67,6 +67,9 @@ CREATE INDEX tool_executions_subject ON tool_executions (subject, started_at_ms)
 CREATE INDEX tool_executions_session ON tool_executions (session_id, started_at_ms);
 CREATE INDEX tool_executions_jti     ON tool_executions (jti, started_at_ms);
 CREATE INDEX tool_executions_started ON tool_executions (started_at_ms);
+-- Not UNIQUE on purpose: no constraint may make a row impossible to store, or the writer would be
+-- stuck retrying it. A repeated id (a gateway bug) is kept, visible, rather than refused.
+CREATE INDEX tool_executions_execution ON tool_executions (execution_id);
 
 -- Session events, append-only: `accepted` or `refused` when a session starts, `ended` when it ends.
 CREATE TABLE sessions (

@@ -180,6 +180,23 @@ fn overload_waits_instead_of_dropping() {
 }
 
 #[test]
+fn a_repeated_execution_id_does_not_stall_the_writer() {
+    let f = Fixture::new();
+    let writer = AuditWriter::open(&f.path, key()).unwrap();
+    let sink = writer.sink();
+    let rec = exec("alice", "t", ExecStatus::Ok);
+    for _ in 0..3 {
+        sink.record_blocking(rec.clone()).unwrap();
+    }
+    assert_eq!(sink.flush_blocking().unwrap(), 3);
+    assert!(sink.last_error().is_none());
+    writer.shutdown().unwrap();
+    let rows = f.reader().executions(&Filter::default()).unwrap();
+    assert_eq!(rows.len(), 3);
+    assert!(f.verify().is_intact());
+}
+
+#[test]
 fn flush_acknowledges_committed_rows() {
     let f = Fixture::new();
     let writer = AuditWriter::open(&f.path, key()).unwrap();
