@@ -12,6 +12,7 @@
 #![warn(clippy::print_stdout, clippy::dbg_macro)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod downstream;

@@ -7,3 +7,5 @@ mod resilience;
 mod secrets_store;
 mod serve;
 mod servers_check;
+
+mod audit_cli;

@@ -1,0 +1,768 @@
+//! Tests across the audit module: writer, chain, verify, prune, queries.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::*;
+use crate::config::{AuthMode, Tier};
+
+fn key() -> AuditKey {
+    AuditKey::from_bytes(b"test-audit-key-0123456789abcdef!".to_vec()).unwrap()
+}
+
+fn who(subject: &str) -> SessionIdentity {
+    SessionIdentity {
+        session_id: format!("sess-{subject}"),
+        jti: Some(format!("jti-{subject}")),
+        subject: Some(subject.to_string()),
+        tier: Tier::User,
+        transport: Transport::Stdio,
+    }
+}
+
+fn exec(subject: &str, tool: &str, status: ExecStatus) -> ExecutionRecord {
+    ExecutionRecord::begin(
+        new_execution_id(),
+        &who(subject),
+        "github",
+        tool,
+        Some(serde_json::json!({"repo": "acme/widgets", "title": "a realistic issue title"})),
+    )
+    .finish(
+        status,
+        (status != ExecStatus::Ok).then(|| "upstream said no".to_string()),
+        0,
+    )
+}
+
+fn session(id: &str, event: SessionEvent) -> SessionRecord {
+    SessionRecord {
+        session_id: id.into(),
+        event,
+        reason: (event == SessionEvent::Refused).then(|| "expired at 2026-11-28T10:00:00Z".into()),
+        mode: AuthMode::Required,
+        subject: Some("alice".into()),
+        tier: Some(Tier::User),
+        jti: Some("jti-alice".into()),
+        expires_at_ms: Some(1_800_000_000_000),
+        transport: Transport::Stdio,
+        at_ms: now_ms(),
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = db_path(dir.path());
+        Fixture { _dir: dir, path }
+    }
+
+    /// Write `n` executions (alternating subjects alice/bob), one session pair, one edge event.
+    fn fill(&self, n: usize) -> WriterStats {
+        let writer = AuditWriter::open(&self.path, key()).unwrap();
+        let sink = writer.sink();
+        sink.record_blocking(session("sess-alice", SessionEvent::Accepted))
+            .unwrap();
+        for i in 0..n {
+            let subject = if i % 2 == 0 { "alice" } else { "bob" };
+            sink.record_blocking(exec(subject, &format!("tool{i}"), ExecStatus::Ok))
+                .unwrap();
+        }
+        sink.record_blocking(EdgeEvent {
+            at_ms: now_ms(),
+            check: "path".into(),
+            reason: "known scanner path `/.env`".into(),
+            method: "GET".into(),
+            path: "/.env?access_token=abc".into(),
+            user_agent: Some("nikto".into()),
+            remote_addr: Some("127.0.0.1".into()),
+            requests_per_minute: Some(600),
+        })
+        .unwrap();
+        sink.record_blocking(session("sess-alice", SessionEvent::Ended))
+            .unwrap();
+        writer.shutdown().unwrap()
+    }
+
+    fn reader(&self) -> AuditReader {
+        AuditReader::open(&self.path).unwrap()
+    }
+
+    fn sql(&self, sql: &str) {
+        let conn = Connection::open(&self.path).unwrap();
+        conn.execute_batch(sql).unwrap();
+    }
+
+    fn verify(&self) -> VerifyReport {
+        self.reader().verify(&key()).unwrap()
+    }
+}
+
+fn count(path: &Path, table: &str) -> i64 {
+    let conn = Connection::open(path).unwrap();
+    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn writer_drains_1000_rows_on_shutdown() {
+    let f = Fixture::new();
+    let writer = AuditWriter::open(&f.path, key()).unwrap();
+    let sink = writer.sink();
+    for i in 0..1000 {
+        sink.record_blocking(exec("alice", &format!("t{i}"), ExecStatus::Ok))
+            .unwrap();
+    }
+    // No flush: shutdown alone must commit everything that was taken.
+    let stats = writer.shutdown().unwrap();
+    assert_eq!(stats.rows, 1000);
+    assert_eq!(stats.last_seq, 1000);
+    assert_eq!(count(&f.path, "tool_executions"), 1000);
+    assert!(f.verify().is_intact());
+    // After shutdown, the sink refuses rather than dropping silently.
+    assert!(matches!(
+        sink.record_blocking(exec("alice", "late", ExecStatus::Ok)),
+        Err(AuditError::Closed)
+    ));
+}
+
+#[test]
+fn dropping_the_writer_drains_too() {
+    let f = Fixture::new();
+    {
+        let writer = AuditWriter::open(&f.path, key()).unwrap();
+        let sink = writer.sink();
+        for _ in 0..500 {
+            sink.record_blocking(exec("bob", "t", ExecStatus::Ok))
+                .unwrap();
+        }
+    }
+    assert_eq!(count(&f.path, "tool_executions"), 500);
+}
+
+#[test]
+fn overload_waits_instead_of_dropping() {
+    let f = Fixture::new();
+    let opts = WriterOptions {
+        capacity: 4,
+        max_batch: 2,
+        ..WriterOptions::default()
+    };
+    let writer = AuditWriter::open_with(&f.path, key(), opts).unwrap();
+    // Hold the write lock so the writer cannot commit: the channel fills and senders must wait.
+    let holder = Connection::open(&f.path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let sink = writer.sink();
+    let sender = std::thread::spawn(move || {
+        for i in 0..50 {
+            sink.record_blocking(exec("alice", &format!("t{i}"), ExecStatus::Ok))
+                .unwrap();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !sender.is_finished(),
+        "the sender should be waiting on a full channel"
+    );
+    holder.execute_batch("ROLLBACK").unwrap();
+    sender.join().unwrap();
+    let stats = writer.shutdown().unwrap();
+    assert_eq!(stats.rows, 50);
+    assert_eq!(count(&f.path, "tool_executions"), 50);
+    assert!(f.verify().is_intact());
+}
+
+#[test]
+fn a_repeated_execution_id_does_not_stall_the_writer() {
+    let f = Fixture::new();
+    let writer = AuditWriter::open(&f.path, key()).unwrap();
+    let sink = writer.sink();
+    let rec = exec("alice", "t", ExecStatus::Ok);
+    for _ in 0..3 {
+        sink.record_blocking(rec.clone()).unwrap();
+    }
+    assert_eq!(sink.flush_blocking().unwrap(), 3);
+    assert!(sink.last_error().is_none());
+    writer.shutdown().unwrap();
+    let rows = f.reader().executions(&Filter::default()).unwrap();
+    assert_eq!(rows.len(), 3);
+    assert!(f.verify().is_intact());
+}
+
+#[test]
+fn flush_acknowledges_committed_rows() {
+    let f = Fixture::new();
+    let writer = AuditWriter::open(&f.path, key()).unwrap();
+    let sink = writer.sink();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let seq = rt.block_on(async {
+        for i in 0..100 {
+            sink.record(exec("alice", &format!("t{i}"), ExecStatus::Ok))
+                .await
+                .unwrap();
+        }
+        sink.flush().await.unwrap()
+    });
+    assert_eq!(seq, 100);
+    assert_eq!(sink.committed_seq(), 100);
+    // Acknowledged means visible to another connection now, before shutdown.
+    assert_eq!(count(&f.path, "tool_executions"), 100);
+    assert!(sink.last_error().is_none());
+    drop(writer);
+}
+
+#[test]
+fn a_second_writer_continues_the_chain() {
+    let f = Fixture::new();
+    f.fill(10);
+    f.fill(10);
+    let report = f.verify();
+    assert!(report.is_intact(), "{:?}", report.broken);
+    assert_eq!(report.rows, 2 * 13);
+}
+
+#[test]
+fn wrong_key_is_refused_by_name() {
+    let f = Fixture::new();
+    f.fill(1);
+    let other = AuditKey::from_bytes(b"another-key-0123456789abcdefghij".to_vec()).unwrap();
+    let e = AuditWriter::open(&f.path, other.clone()).unwrap_err();
+    assert!(matches!(e, AuditError::WrongKey { .. }), "{e:?}");
+    assert!(matches!(
+        f.reader().verify(&other),
+        Err(AuditError::WrongKey { .. })
+    ));
+}
+
+#[test]
+fn intact_chain_verifies() {
+    let f = Fixture::new();
+    f.fill(20);
+    let report = f.verify();
+    assert!(report.is_intact(), "{:?}", report.broken);
+    assert_eq!(report.rows, 23);
+    assert_eq!(report.last_seq, 23);
+    assert_eq!(report.past_checkpoint, 0);
+}
+
+#[test]
+fn verify_catches_an_edit_and_names_the_row() {
+    let f = Fixture::new();
+    f.fill(10);
+    let id: String = Connection::open(&f.path)
+        .unwrap()
+        .query_row(
+            "SELECT execution_id FROM tool_executions WHERE seq = 5",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    f.sql("UPDATE tool_executions SET status = 'denied' WHERE seq = 5");
+    let report = f.verify();
+    assert_eq!(
+        report.broken,
+        Some(ChainBreak::Edited {
+            seq: 5,
+            row: format!("row 5 (tool_executions, execution {id})"),
+        })
+    );
+    let text = report.broken.unwrap().to_string();
+    assert!(text.contains("row 5") && text.contains(&id) && text.contains("edited"));
+}
+
+#[test]
+fn verify_catches_an_edited_session_row() {
+    let f = Fixture::new();
+    f.fill(3);
+    f.sql("UPDATE sessions SET tier = 'admin' WHERE seq = 1");
+    let report = f.verify();
+    assert!(
+        matches!(report.broken, Some(ChainBreak::Edited { seq: 1, ref row }) if row.contains("session sess-alice")),
+        "{:?}",
+        report.broken
+    );
+}
+
+#[test]
+fn verify_catches_a_deletion() {
+    let f = Fixture::new();
+    f.fill(10);
+    f.sql("DELETE FROM tool_executions WHERE seq IN (4, 5)");
+    let report = f.verify();
+    assert!(
+        matches!(
+            report.broken,
+            Some(ChainBreak::Deleted {
+                from: 4,
+                to: 5,
+                next_row: Some(ref next)
+            }) if next.starts_with("row 6 ")
+        ),
+        "{:?}",
+        report.broken
+    );
+    assert!(
+        report
+            .broken
+            .unwrap()
+            .to_string()
+            .contains("rows 4 to 5 were deleted")
+    );
+}
+
+#[test]
+fn verify_catches_a_deletion_with_renumbering() {
+    let f = Fixture::new();
+    f.fill(10);
+    // Delete row 4 and shift the later ones down so that no gap shows.
+    f.sql(
+        "DELETE FROM tool_executions WHERE seq = 4;
+         UPDATE tool_executions SET seq = seq - 1 WHERE seq > 4;
+         UPDATE sessions SET seq = seq - 1 WHERE seq > 4;
+         UPDATE edge_events SET seq = seq - 1 WHERE seq > 4;",
+    );
+    let report = f.verify();
+    assert!(
+        matches!(report.broken, Some(ChainBreak::Edited { seq: 4, .. })),
+        "{:?}",
+        report.broken
+    );
+}
+
+#[test]
+fn verify_catches_a_reorder_and_says_where_the_row_was_written() {
+    let f = Fixture::new();
+    f.fill(10);
+    // Swap rows 3 and 6, whole (tags included).
+    f.sql(
+        "UPDATE tool_executions SET seq = -1 WHERE seq = 3;
+         UPDATE tool_executions SET seq = 3 WHERE seq = 6;
+         UPDATE tool_executions SET seq = 6 WHERE seq = -1;",
+    );
+    let report = f.verify();
+    assert!(
+        matches!(
+            report.broken,
+            Some(ChainBreak::Reordered {
+                seq: 3,
+                written_at: 6,
+                ..
+            })
+        ),
+        "{:?}",
+        report.broken
+    );
+    assert!(
+        report
+            .broken
+            .unwrap()
+            .to_string()
+            .contains("written as row 6")
+    );
+}
+
+#[test]
+fn verify_catches_truncation() {
+    let f = Fixture::new();
+    f.fill(10);
+    // Cut the last three rows (edge event, session end and the last execution) and fix up the cache.
+    f.sql(
+        "DELETE FROM sessions WHERE seq = 13;
+         DELETE FROM edge_events WHERE seq = 12;
+         DELETE FROM tool_executions WHERE seq = 11;
+         UPDATE chain_head SET seq = 10;",
+    );
+    let report = f.verify();
+    assert_eq!(
+        report.broken,
+        Some(ChainBreak::Truncated {
+            last_found: 10,
+            checkpoint: 13
+        })
+    );
+    assert!(
+        report
+            .broken
+            .unwrap()
+            .to_string()
+            .contains("rows 11 to 13 are missing")
+    );
+}
+
+#[test]
+fn verify_catches_a_rewritten_tail_and_a_forged_or_missing_checkpoint() {
+    let f = Fixture::new();
+    f.fill(2);
+    let head = head_path(&f.path);
+    let saved = std::fs::read_to_string(&head).unwrap();
+    std::fs::write(&head, saved.replace("seq 5", "seq 4")).unwrap();
+    assert!(matches!(
+        f.verify().broken,
+        Some(ChainBreak::CheckpointForged { .. })
+    ));
+    std::fs::remove_file(&head).unwrap();
+    assert!(matches!(
+        f.verify().broken,
+        Some(ChainBreak::CheckpointMissing { .. })
+    ));
+    std::fs::write(&head, &saved).unwrap();
+    assert!(f.verify().is_intact());
+    // Replace the last row's tag with garbage: caught as an edit at the last row.
+    f.sql("UPDATE sessions SET tag = zeroblob(32) WHERE seq = 5");
+    assert!(matches!(
+        f.verify().broken,
+        Some(ChainBreak::Edited { seq: 5, .. })
+    ));
+}
+
+#[test]
+fn a_lagging_checkpoint_is_not_a_break() {
+    let f = Fixture::new();
+    f.fill(2);
+    let head = head_path(&f.path);
+    let saved = std::fs::read(&head).unwrap();
+    f.fill(2);
+    // A crash between commit and checkpoint leaves the older checkpoint behind.
+    std::fs::write(&head, saved).unwrap();
+    let report = f.verify();
+    assert!(report.is_intact(), "{:?}", report.broken);
+    assert_eq!(report.past_checkpoint, 5);
+}
+
+#[test]
+fn prune_keeps_the_rest_verifiable() {
+    let f = Fixture::new();
+    f.fill(10);
+    // Age the first seven rows by a year.
+    f.sql(
+        "UPDATE tool_executions SET started_at_ms = started_at_ms - 31536000000 WHERE seq <= 7;
+         UPDATE sessions SET at_ms = at_ms - 31536000000 WHERE seq <= 7;",
+    );
+    // Editing times broke those rows' tags: prune must refuse to launder that.
+    let mut reader = f.reader();
+    let refused = reader
+        .prune(&key(), Duration::from_secs(90 * 86_400))
+        .unwrap();
+    assert!(matches!(refused, Err(ChainBreak::Edited { seq: 1, .. })));
+
+    // Now write an honestly old chain: a fresh log whose first rows are old.
+    let f = Fixture::new();
+    let writer = AuditWriter::open(&f.path, key()).unwrap();
+    let sink = writer.sink();
+    let old = now_ms() - 100 * 86_400_000;
+    for i in 0..7 {
+        let mut r = exec("alice", &format!("old{i}"), ExecStatus::Ok);
+        r.started_at_ms = old + i;
+        sink.record_blocking(r).unwrap();
+    }
+    for i in 0..3 {
+        sink.record_blocking(exec("alice", &format!("new{i}"), ExecStatus::Ok))
+            .unwrap();
+    }
+    writer.shutdown().unwrap();
+    let mut reader = f.reader();
+    let report = reader
+        .prune(&key(), Duration::from_secs(90 * 86_400))
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.removed, 7);
+    assert_eq!(report.pruned_through, Some(7));
+    let v = f.verify();
+    assert!(v.is_intact(), "{:?}", v.broken);
+    assert_eq!((v.rows, v.pruned_through, v.last_seq), (3, Some(7), 10));
+    // Pruning again removes nothing.
+    let again = reader
+        .prune(&key(), Duration::from_secs(90 * 86_400))
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.removed, 0);
+    // Writing continues the chain after the anchor.
+    f.fill(1);
+    assert!(f.verify().is_intact());
+    // Deleting the first remaining row is still caught, and so is a forged anchor.
+    f.sql("DELETE FROM tool_executions WHERE seq = 8");
+    assert!(matches!(
+        f.verify().broken,
+        Some(ChainBreak::Deleted { from: 8, to: 8, .. })
+    ));
+    f.sql("UPDATE chain_anchor SET seq = 8");
+    assert!(matches!(
+        f.verify().broken,
+        Some(ChainBreak::AnchorForged { seq: 8 })
+    ));
+}
+
+#[test]
+fn prune_of_everything_leaves_an_empty_verifiable_chain() {
+    let f = Fixture::new();
+    f.fill(3);
+    let mut reader = f.reader();
+    let report = reader.prune(&key(), Duration::ZERO).unwrap().unwrap();
+    // Rows written this very millisecond may count as not older than zero; at least most go.
+    assert!(report.removed >= 1);
+    std::thread::sleep(Duration::from_millis(5));
+    let report = reader.prune(&key(), Duration::ZERO).unwrap().unwrap();
+    assert_eq!(report.pruned_through, Some(6));
+    let v = f.verify();
+    assert!(v.is_intact(), "{:?}", v.broken);
+    assert_eq!((v.rows, v.last_seq), (0, 6));
+}
+
+#[test]
+fn queries_filter_and_use_indexes() {
+    let f = Fixture::new();
+    f.fill(20);
+    let r = f.reader();
+    let alice = r
+        .executions(&Filter {
+            subject: Some("alice".into()),
+            ..Filter::default()
+        })
+        .unwrap();
+    assert_eq!(alice.len(), 10);
+    assert!(
+        alice
+            .iter()
+            .all(|row| row.subject.as_deref() == Some("alice"))
+    );
+    assert!(alice.windows(2).all(|w| w[0].seq < w[1].seq));
+    let by_session = r
+        .executions(&Filter {
+            session: Some("sess-bob".into()),
+            ..Filter::default()
+        })
+        .unwrap();
+    assert_eq!(by_session.len(), 10);
+    let by_jti = r
+        .executions(
+            &Filter {
+                jti: Some("jti-bob".into()),
+                tool: Some("tool1".into()),
+                server: Some("github".into()),
+                status: Some(ExecStatus::Ok),
+                ..Filter::default()
+            }
+            .since(Duration::from_secs(3600)),
+        )
+        .unwrap();
+    assert_eq!(by_jti.len(), 1);
+    assert_eq!(by_jti[0].tool, "tool1");
+    assert_eq!(
+        by_jti[0].arguments,
+        Some(serde_json::json!({"repo": "acme/widgets", "title": "a realistic issue title"}))
+    );
+    let none = r
+        .executions(&Filter {
+            status: Some(ExecStatus::Denied),
+            ..Filter::default()
+        })
+        .unwrap();
+    assert!(none.is_empty());
+    let newest = r
+        .executions(&Filter {
+            limit: Some(3),
+            ..Filter::default()
+        })
+        .unwrap();
+    assert_eq!(newest.len(), 3);
+    assert_eq!(newest[2].tool, "tool19");
+
+    // "What did this identity touch in the last hour" is one indexed range query.
+    for (filter, index) in [
+        (
+            Filter {
+                subject: Some("alice".into()),
+                ..Filter::default()
+            },
+            "tool_executions_subject",
+        ),
+        (
+            Filter {
+                session: Some("sess-alice".into()),
+                ..Filter::default()
+            },
+            "tool_executions_session",
+        ),
+        (
+            Filter {
+                jti: Some("jti-alice".into()),
+                ..Filter::default()
+            },
+            "tool_executions_jti",
+        ),
+    ] {
+        let plan = r
+            .explain(&filter.since(Duration::from_secs(3600)))
+            .unwrap()
+            .join("\n");
+        assert!(
+            plan.contains(&format!("USING INDEX {index} (")) && plan.contains("started_at_ms>?"),
+            "{plan}"
+        );
+        assert!(!plan.contains("SCAN tool_executions"), "{plan}");
+    }
+}
+
+#[test]
+fn session_and_edge_lookups_use_indexes() {
+    let f = Fixture::new();
+    f.fill(1);
+    let conn = Connection::open(&f.path).unwrap();
+    for (sql, index) in [
+        (
+            "SELECT * FROM sessions WHERE subject = 'alice' AND at_ms >= 0",
+            "sessions_subject",
+        ),
+        (
+            "SELECT * FROM sessions WHERE jti = 'j' AND at_ms >= 0",
+            "sessions_jti",
+        ),
+        (
+            "SELECT * FROM sessions WHERE session_id = 's' AND at_ms >= 0",
+            "sessions_session",
+        ),
+    ] {
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map([], |r| r.get(3))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert!(plan.join("\n").contains(index), "{plan:?}");
+    }
+    let spans: (String, Option<i64>) = conn
+        .query_row(
+            "SELECT outcome, ended_at_ms FROM session_spans WHERE session_id = 'sess-alice'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(spans.0, "accepted");
+    assert!(spans.1.is_some());
+}
+
+#[test]
+fn tail_and_after() {
+    let f = Fixture::new();
+    f.fill(5);
+    let r = f.reader();
+    let last = r.tail(2).unwrap();
+    assert_eq!(
+        last.iter().map(|r| r.tool.as_str()).collect::<Vec<_>>(),
+        ["tool3", "tool4"]
+    );
+    let after = r.executions_after(last[0].seq).unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].tool, "tool4");
+}
+
+#[test]
+fn export_writes_every_chained_row() {
+    let f = Fixture::new();
+    f.fill(3);
+    let mut out = Vec::new();
+    let n = f.reader().export_jsonl(&mut out).unwrap();
+    assert_eq!(n, 6);
+    let lines: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["kind"], "session");
+    assert_eq!(lines[1]["kind"], "tool_execution");
+    assert_eq!(lines[1]["arguments"]["repo"], "acme/widgets");
+    assert!(lines[1]["started_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(lines[4]["kind"], "edge_event");
+    // The query string (which can carry a token) never reached the database.
+    assert_eq!(lines[4]["path"], "/.env");
+    assert_eq!(lines[5]["event"], "ended");
+    assert_eq!(lines[5]["tag"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn no_column_can_hold_a_token() {
+    // The schema has no column whose name suggests a credential.
+    let f = Fixture::new();
+    f.fill(0);
+    let conn = Connection::open(&f.path).unwrap();
+    let cols: Vec<String> = conn
+        .prepare(
+            "SELECT m.name || '.' || p.name FROM sqlite_master m, pragma_table_info(m.name) p
+              WHERE m.type = 'table'",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert!(cols.len() > 30, "{cols:?}");
+    for c in &cols {
+        let lower = c.to_lowercase();
+        for bad in [
+            "token", "secret", "password", "bearer", "cookie", "header", "key.", "api_key",
+        ] {
+            // `meta.key` is the name of a fact about the file, not a credential.
+            if c == "meta.key" {
+                continue;
+            }
+            assert!(
+                !lower.contains(bad),
+                "column {c} looks like it could hold a credential"
+            );
+        }
+    }
+}
+
+#[test]
+fn jwt_shaped_text_never_reaches_the_file() {
+    let f = Fixture::new();
+    let jwt =
+        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJjYW5hcnkifQ.Q2FuYXJ5U2lnbmF0dXJlQ2FuYXJ5";
+    let writer = AuditWriter::open(&f.path, key()).unwrap();
+    let sink = writer.sink();
+    let mut rec = exec("alice", "echo", ExecStatus::Error);
+    rec.arguments = Some(serde_json::json!({ "token": jwt }));
+    rec.error = Some(format!("bad token {jwt}"));
+    sink.record_blocking(rec).unwrap();
+    let mut s = session("s", SessionEvent::Refused);
+    s.reason = Some(format!("malformed: {jwt}"));
+    sink.record_blocking(s).unwrap();
+    writer.shutdown().unwrap();
+    let rows = f.reader().executions(&Filter::default()).unwrap();
+    assert_eq!(rows[0].redactions, 2);
+    assert_eq!(
+        rows[0].arguments,
+        Some(serde_json::json!({ "token": JWT_MASK }))
+    );
+    // Checkpoint to fold the WAL in, then look at every byte of every file.
+    Connection::open(&f.path)
+        .unwrap()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .unwrap();
+    for entry in std::fs::read_dir(f.path.parent().unwrap()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(
+            !bytes.windows(20).any(|w| w == &jwt.as_bytes()[..20]),
+            "token found on disk"
+        );
+    }
+    assert!(f.verify().is_intact());
+}
+
+#[test]
+fn formats_utc() {
+    assert_eq!(format_utc_ms(0), "1970-01-01T00:00:00.000Z");
+    assert_eq!(format_utc_ms(1_795_860_000_123), "2026-11-28T10:00:00.123Z");
+    assert_eq!(format_utc_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    assert_eq!(format_utc_ms(-1), "1969-12-31T23:59:59.999Z");
+}
