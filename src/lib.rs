@@ -17,5 +17,6 @@ pub mod config;
 pub mod downstream;
 pub mod exit_codes;
 pub mod gateway;
+pub mod identity;
 pub mod telemetry;
 pub mod util;
