@@ -86,3 +86,39 @@ impl ReferenceVerifier {
         Ok(claims)
     }
 }
+
+/// Where the lean verifier and the reference disagree about one token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("lean verifier says {lean}, reference says {reference}")]
+pub struct Disagreement {
+    /// The lean verifier's answer.
+    pub lean: String,
+    /// The reference's answer.
+    pub reference: String,
+}
+
+/// Run both verifiers on `token` at the same wall-clock second and compare: both refuse, or both
+/// accept with equal claims. Returns the lean verifier's answer when they agree.
+pub fn compare(
+    lean: &super::Verifier,
+    reference: &ReferenceVerifier,
+    token: &[u8],
+) -> Result<Result<Claims, super::Rejection>, Disagreement> {
+    // jsonwebtoken reads the clock itself: retry until no second boundary fell inside the call.
+    let (now, reference_answer) = loop {
+        let before = super::now_unix();
+        let answer = reference.verify(token, before);
+        if super::now_unix() == before {
+            break (before, answer);
+        }
+    };
+    let lean_answer = lean.verify_at(token, now);
+    match (&lean_answer, &reference_answer) {
+        (Ok(a), Ok(b)) if a == b => Ok(lean_answer),
+        (Err(_), Err(_)) => Ok(lean_answer),
+        _ => Err(Disagreement {
+            lean: format!("{lean_answer:?}"),
+            reference: format!("{reference_answer:?}"),
+        }),
+    }
+}
