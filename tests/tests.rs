@@ -1,1 +1,1 @@
-
+mod identity_cli;
