@@ -18,6 +18,7 @@ pub mod config;
 pub mod downstream;
 pub mod exit_codes;
 pub mod gateway;
+pub mod identity;
 pub mod secrets;
 pub mod telemetry;
 pub mod util;

@@ -2,10 +2,10 @@
 
 mod util;
 
+mod audit_cli;
+mod identity_cli;
 mod passthrough;
 mod resilience;
 mod secrets_store;
 mod serve;
 mod servers_check;
-
-mod audit_cli;

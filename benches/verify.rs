@@ -1,0 +1,61 @@
+//! Verification of a ~350-byte session token: the lean verifier, jsonwebtoken's `decode` with the
+//! same validation, and bare HMAC-SHA256 over the same signing input as the floor.
+//!
+//! `cargo bench --bench verify`
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::Sha256;
+
+use lastmile::config::{AuthSection, Tier};
+use lastmile::identity::reference::ReferenceVerifier;
+use lastmile::identity::{IssueRequest, TokenIssuer, Verifier, now_unix};
+
+fn token(auth: &AuthSection, secret: &SecretString) -> String {
+    // Every claim lastmile issues by default (iss, aud, sub, exp, iat, nbf, jti, session_id, tier):
+    // about 360 bytes.
+    let req = IssueRequest::new("alice", Tier::User);
+    let issued = TokenIssuer::new(auth, secret)
+        .expect("a strong secret")
+        .issue(&req)
+        .expect("a valid request");
+    issued.token.expose_secret().to_string()
+}
+
+fn verify(c: &mut Criterion) {
+    let auth = AuthSection::default();
+    let secret = SecretString::from("bench-secret:Zq8v2Lr0yXk4Wm1sT7hB9cN3dF6gJ5pQ".to_string());
+    let token = token(&auth, &secret);
+    let lean = Verifier::new(&auth, &secret).expect("a strong secret");
+    let reference = ReferenceVerifier::new(&auth, &secret).expect("a strong secret");
+    let now = now_unix();
+    assert!(lean.verify_at(token.as_bytes(), now).is_ok());
+    assert!(reference.decode(token.as_bytes()).is_ok());
+    let signing_input = token.rsplit_once('.').expect("three parts").0.to_string();
+    let keyed = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
+        .expect("HMAC takes any key length");
+
+    let mut group = c.benchmark_group(format!("verify_{}_byte_token", token.len()));
+    group.measurement_time(Duration::from_secs(5));
+    group.bench_function("lean", |b| {
+        b.iter(|| lean.verify_at(black_box(token.as_bytes()), now))
+    });
+    group.bench_function("jsonwebtoken", |b| {
+        b.iter(|| reference.decode(black_box(token.as_bytes())))
+    });
+    group.bench_function("hmac_sha256_only", |b| {
+        b.iter(|| {
+            let mut mac = keyed.clone();
+            mac.update(black_box(signing_input.as_bytes()));
+            mac.finalize().into_bytes()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, verify);
+criterion_main!(benches);
