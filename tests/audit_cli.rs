@@ -59,9 +59,10 @@ async fn fill(w: &World, n: usize) {
 }
 
 #[tokio::test]
-async fn verify_without_an_audit_key_fails_by_name() {
+async fn verify_with_another_key_fails_by_name() {
     let w = World::new();
     fill(&w, 2).await;
+    // The profile's own key (created on first use) is not the one that chained this file.
     for args in [
         &["audit", "verify"][..],
         &["audit", "prune", "--older-than", "90d"][..],
@@ -70,11 +71,11 @@ async fn verify_without_an_audit_key_fails_by_name() {
         let stderr = text(&out.stderr);
         assert_eq!(
             code(&out),
-            i32::from(exit_codes::SECRETS_UNAVAILABLE),
+            i32::from(exit_codes::AUDIT_UNAVAILABLE),
             "{stderr}"
         );
         assert!(
-            stderr.contains("error: cannot read the profile's audit key"),
+            stderr.contains("was chained with a different audit key"),
             "{stderr}"
         );
         assert!(stderr.contains("\nhint: "), "{stderr}");

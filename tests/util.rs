@@ -21,15 +21,48 @@ pub const FIXTURE: &str = env!("CARGO_BIN_EXE_lastmile-fixture");
 /// How many tools one fixture instance offers.
 pub const FIXTURE_TOOLS: usize = 15;
 
-/// A hermetic world for one test.
+/// A hermetic world for one test: its own HOME, config and data folders, and its own profile
+/// name, hence its own keyring namespace (`lastmile:<profile>`), emptied when the world drops.
 pub struct World {
     pub dir: TempDir,
+    pub profile: String,
+    pub backend: String,
+}
+
+/// The keyring backend tests use: `LASTMILE_TEST_KEYRING` (`keyutils`, `secret-service`), else
+/// kernel keyutils, which every Linux machine has.
+pub fn test_backend() -> String {
+    std::env::var("LASTMILE_TEST_KEYRING").unwrap_or_else(|_| "keyutils".into())
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        // Keyring entries outlive the test: remove what this world's profile stored.
+        let Ok(request) = self.backend.parse::<lastmile::secrets::BackendRequest>() else {
+            return;
+        };
+        if let Ok(opened) =
+            lastmile::secrets::open_store(request, &format!("lastmile:{}", self.profile))
+        {
+            for key in opened.store.list().unwrap_or_default() {
+                let _ = opened.store.delete(&key);
+            }
+        }
+    }
 }
 
 impl World {
     pub fn new() -> Self {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos();
         let w = World {
             dir: tempfile::tempdir().expect("tempdir"),
+            profile: format!("t{:x}-{n}-{:x}", std::process::id(), nanos & 0xffff),
+            backend: test_backend(),
         };
         std::fs::create_dir_all(w.servers_dir()).unwrap();
         std::fs::create_dir_all(w.home()).unwrap();
@@ -83,11 +116,34 @@ impl World {
             .env("HOME", self.home())
             .env("LASTMILE_CONFIG_DIR", self.config_dir())
             .env("LASTMILE_DATA_DIR", self.data_dir())
+            .env("LASTMILE_PROFILE", &self.profile)
+            .env("LASTMILE_SECRETS_BACKEND", &self.backend)
             .kill_on_drop(true);
-        if let Some(v) = std::env::var_os("LASTMILE_TEST_KEYRING_ENV") {
-            cmd.env("LASTMILE_SECRETS_BACKEND", v);
-        }
         cmd
+    }
+
+    /// Store a secret in this world's keyring namespace, the way a user does (value on stdin).
+    pub async fn set_secret(&self, name: &str, value: &str) {
+        use tokio::io::AsyncWriteExt;
+        let mut child = self
+            .command(&["secrets", "set", name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("lastmile secrets set");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(value.as_bytes())
+            .await
+            .expect("write value");
+        drop(stdin);
+        let out = child.wait_with_output().await.expect("wait");
+        assert!(
+            out.status.success(),
+            "secrets set {name} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Run a non-serving command to completion.
