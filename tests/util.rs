@@ -66,6 +66,9 @@ impl World {
         };
         std::fs::create_dir_all(w.servers_dir()).unwrap();
         std::fs::create_dir_all(w.home()).unwrap();
+        // Tests not about identity run as the fixed test identity (tier admin); identity tests
+        // write their own lastmile.toml.
+        w.profile_file("[auth]\nmode = \"disabled\"\n");
         w
     }
 
@@ -118,6 +121,7 @@ impl World {
             .env("LASTMILE_DATA_DIR", self.data_dir())
             .env("LASTMILE_PROFILE", &self.profile)
             .env("LASTMILE_SECRETS_BACKEND", &self.backend)
+            .env("LASTMILE_ALLOW_DISABLED_AUTH", "1")
             .kill_on_drop(true);
         cmd
     }

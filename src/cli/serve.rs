@@ -2,25 +2,41 @@
 //!
 //! stdout carries JSON-RPC only; diagnostics go to the log file and (warnings) to stderr.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use rmcp::ServiceExt;
+use rmcp::model::{ErrorCode, InitializeRequestParams, InitializeResult, ServerConfig};
+use rmcp::service::{RequestContext, RoleServer};
+use rmcp::{ErrorData as McpError, ServerHandler, ServiceExt};
+use secrecy::SecretString;
 
 use super::GlobalArgs;
-use crate::config::{Profile, Server, load_servers_dir};
+use crate::audit::{
+    AuditKey, AuditSink, AuditWriter, SessionEvent, SessionRecord, Transport, db_path, now_ms,
+};
+use crate::config::{AuthMode, Profile, ProfileConfig, Server, load_servers_dir};
 use crate::downstream::{ChildEnv, ReaperLink};
 use crate::exit_codes;
-use crate::gateway::{EnvBuilder, Face, Hub};
+use crate::gateway::{EnvBuilder, Face, Gate, Hub};
+use crate::identity::{
+    AuthSetupError, Authenticator, Session, SessionRateLimiter, TokenSources,
+    disabled_auth_allowed_by_env,
+};
 use crate::secrets::{
-    BackendRequest, CUSTOM_SECRETS_VAR, ChildSecrets, SecretStore, SharedRedactor, child_secrets,
-    open_store,
+    BackendRequest, CUSTOM_SECRETS_VAR, ChildSecrets, Internal, SecretKey, SecretStore,
+    SharedRedactor, child_secrets, open_store, random_secret,
 };
 
 #[derive(Debug, Args)]
-pub(crate) struct ServeArgs {}
+pub(crate) struct ServeArgs {
+    /// Read the session token from this file. Sources are tried in order: this file, then
+    /// LASTMILE_TOKEN, then the token saved with `lastmile token issue --save`.
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+}
 
-pub(crate) fn run(global: &GlobalArgs, _args: ServeArgs) -> u8 {
+pub(crate) fn run(global: &GlobalArgs, args: ServeArgs) -> u8 {
     let profile = match Profile::locate(&global.profile, global.config_dir.clone()) {
         Ok(p) => p,
         Err(e) => {
@@ -41,10 +57,29 @@ pub(crate) fn run(global: &GlobalArgs, _args: ServeArgs) -> u8 {
         tracing::warn!("skipping server: {problem}");
     }
     let store = open_secret_store(global, &profile);
-    // Every secret handed to any child is known to the redactor, and every log event passes it.
-    let redactor = Arc::new(SharedRedactor::default());
-    crate::telemetry::set_scrubber(redactor.clone());
-    let env_builder = secrets_env_builder(store, Arc::clone(&redactor));
+
+    // Identity: one validator, three modes; a weak or missing signing secret refuses to boot.
+    let auth = match authenticator(&config, store.as_deref()) {
+        Ok(a) => a,
+        Err((code, message)) => {
+            tracing::error!("{message}");
+            return code;
+        }
+    };
+    let established = auth.establish(TokenSources::from_env(args.token_file, || {
+        saved_token(store.as_deref())
+    }));
+
+    // Audit: no call goes unrecorded unless the profile says so, loudly.
+    let audit = match open_audit(&config, &profile, store.as_deref()) {
+        Ok(a) => a,
+        Err((code, message)) => {
+            tracing::error!("{message}");
+            return code;
+        }
+    };
+    let sink = audit.as_ref().map(|w| w.sink());
+
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -56,30 +91,208 @@ pub(crate) fn run(global: &GlobalArgs, _args: ServeArgs) -> u8 {
             return exit_codes::FAILURE;
         }
     };
-    let code = runtime.block_on(async move {
+    let mode = config.auth.mode;
+    let code = runtime.block_on(async {
+        let session = match established {
+            Ok(session) => session,
+            Err(refusal) => {
+                // Required mode: the reason reaches the user, nothing downstream starts.
+                let reason = format!("session refused: {refusal}\nhint: {}", refusal.hint());
+                tracing::error!("{reason}");
+                record_session(&sink, None, SessionEvent::Refused, Some(refusal.to_string()), mode).await;
+                refuse_session(reason, refusal.code()).await;
+                return exit_codes::AUTH_REFUSED;
+            }
+        };
+        if mode == AuthMode::Disabled {
+            tracing::warn!("AUTH IS DISABLED: every session is the fixed test identity `{}` (tier {}); never use this outside tests", session.subject(), session.tier());
+        }
+        let anonymous_reason = match session.origin() {
+            crate::identity::SessionOrigin::Anonymous { reason } => Some(reason.to_string()),
+            _ => None,
+        };
+        if let Some(reason) = &anonymous_reason {
+            tracing::warn!("no valid token; serving as anonymous: {reason}");
+        }
+        tracing::info!(subject = %session.subject(), tier = %session.tier(), session_id = %session.session_id(), "session accepted");
+        record_session(&sink, Some(&session), SessionEvent::Accepted, anonymous_reason, mode).await;
+
+        // Tiers scope servers at load time: the others are never spawned.
+        let tier = session.tier();
+        let servers: Vec<Server> = loaded.servers.into_iter().filter(|s| s.allows(tier)).collect();
+        let limiter = match SessionRateLimiter::new(&config.rate_limit, session.rate_limit_tier()) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("{e}");
+                return exit_codes::CONFIG_INVALID;
+            }
+        };
         let reaper = match ReaperLink::start() {
             Ok(r) => Some(r),
             Err(e) => {
-                tracing::warn!(
-                    "cannot start the reaper ({e}); children may outlive a crash of lastmile"
-                );
+                tracing::warn!("cannot start the reaper ({e}); children may outlive a crash of lastmile");
                 None
             }
         };
-        let hub = Hub::new(
-            loaded.servers,
-            config.defaults.clone(),
-            reaper,
-            env_builder,
-            redactor,
-        );
-        let code = serve_stdio(Face::new(Arc::clone(&hub))).await;
+        // Every secret handed to any child is known to the redactor, and every log event passes it.
+        let redactor = Arc::new(SharedRedactor::default());
+        crate::telemetry::set_scrubber(redactor.clone());
+        let env_builder = secrets_env_builder(store, Arc::clone(&redactor));
+        let hub = Hub::new(servers, config.defaults.clone(), reaper, env_builder, redactor);
+        let gate = Arc::new(Gate::new(session, limiter, sink.clone(), Transport::Stdio));
+        let code = serve_stdio(Face::new(Arc::clone(&hub), Arc::clone(&gate))).await;
         hub.stop_all().await;
+        record_session(&sink, Some(&gate.session), SessionEvent::Ended, Some("the client closed the session or lastmile was stopped".into()), mode).await;
+        if let Some(sink) = &sink
+            && let Err(e) = sink.flush().await
+        {
+            tracing::error!("audit: the last rows could not be committed: {e}");
+        }
         code
     });
+    if let Some(writer) = audit
+        && let Err(e) = writer.shutdown()
+    {
+        tracing::error!("audit: {e}");
+    }
     // Children are stopped; don't wait for stray blocking tasks (e.g. the stdin reader).
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     code
+}
+
+/// The authenticator for the profile's mode, with its signing secret from the store.
+fn authenticator(
+    config: &ProfileConfig,
+    store: Option<&dyn SecretStore>,
+) -> Result<Authenticator, (u8, String)> {
+    let secret: Option<SecretString> = match store {
+        Some(store) => store
+            .get(&SecretKey::Internal(Internal::SigningSecret))
+            .map_err(|e| {
+                (
+                    exit_codes::SECRETS_UNAVAILABLE,
+                    format!("cannot read the signing secret: {e}"),
+                )
+            })?,
+        None => None,
+    };
+    Authenticator::new(&config.auth, secret.as_ref(), disabled_auth_allowed_by_env()).map_err(|e| {
+        let code = match e {
+            AuthSetupError::DisabledNotAllowed => exit_codes::CONFIG_INVALID,
+            _ => exit_codes::WEAK_SIGNING_SECRET,
+        };
+        let hint = match e {
+            AuthSetupError::DisabledNotAllowed => "set LASTMILE_ALLOW_DISABLED_AUTH=1 as well (tests only), or choose another auth.mode",
+            _ => "run `lastmile secrets generate-signing-key`",
+        };
+        (code, format!("refusing to boot: {e}\nhint: {hint}"))
+    })
+}
+
+/// The token saved with `token issue --save`, for the last of the token sources.
+fn saved_token(store: Option<&dyn SecretStore>) -> Result<Option<SecretString>, String> {
+    match store {
+        Some(store) => store
+            .get(&SecretKey::Internal(Internal::SessionToken))
+            .map_err(|e| e.to_string()),
+        None => Err("no secret store could be opened".into()),
+    }
+}
+
+/// Open the audit writer with the profile's audit key (made on first use). `Ok(None)` only
+/// when the profile explicitly allows serving without an audit log.
+fn open_audit(
+    config: &ProfileConfig,
+    profile: &Profile,
+    store: Option<&dyn SecretStore>,
+) -> Result<Option<AuditWriter>, (u8, String)> {
+    let opened = (|| {
+        let store = store.ok_or_else(|| {
+            "no secret store to hold the audit key\nhint: run `lastmile secrets status`".to_string()
+        })?;
+        let key_name = SecretKey::Internal(Internal::AuditKey);
+        let key = match store.get(&key_name).map_err(|e| e.to_string())? {
+            Some(k) => k,
+            None => {
+                let fresh = random_secret(32).map_err(|e| e.to_string())?;
+                store.set(&key_name, &fresh).map_err(|e| e.to_string())?;
+                fresh
+            }
+        };
+        let key = AuditKey::from_secret(&key).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&profile.data_dir)
+            .map_err(|e| format!("cannot create {}: {e}", profile.data_dir.display()))?;
+        AuditWriter::open(&db_path(&profile.data_dir), key).map_err(|e| e.to_string())
+    })();
+    match opened {
+        Ok(writer) => Ok(Some(writer)),
+        Err(e) if config.audit.allow_unaudited => {
+            tracing::warn!("SERVING WITHOUT AN AUDIT LOG (audit.allow_unaudited = true): {e}");
+            Ok(None)
+        }
+        Err(e) => Err((
+            exit_codes::AUDIT_UNAVAILABLE,
+            format!("cannot open the audit log: {e}"),
+        )),
+    }
+}
+
+async fn record_session(
+    sink: &Option<AuditSink>,
+    session: Option<&Session>,
+    event: SessionEvent,
+    reason: Option<String>,
+    mode: AuthMode,
+) {
+    let Some(sink) = sink else { return };
+    let record = SessionRecord {
+        session_id: session
+            .map(|s| s.session_id().to_string())
+            .unwrap_or_default(),
+        event,
+        reason,
+        mode,
+        subject: session.map(|s| s.subject().to_string()),
+        tier: session.map(|s| s.tier()),
+        jti: session.and_then(|s| s.jti().map(str::to_string)),
+        expires_at_ms: session
+            .and_then(|s| s.expires_at())
+            .map(|t| (t.0 as i64).saturating_mul(1000)),
+        transport: Transport::Stdio,
+        at_ms: now_ms(),
+    };
+    if let Err(e) = sink.record(record).await {
+        tracing::error!("audit: {e}");
+    }
+}
+
+/// Answer the client's `initialize` (and anything else) with the refusal, then end.
+async fn refuse_session(reason: String, code: &'static str) {
+    #[derive(Clone)]
+    struct Refuse {
+        reason: String,
+        code: &'static str,
+    }
+    impl ServerHandler for Refuse {
+        fn get_info(&self) -> ServerConfig {
+            ServerConfig::default()
+        }
+        async fn initialize(
+            &self,
+            _r: InitializeRequestParams,
+            _c: RequestContext<RoleServer>,
+        ) -> Result<InitializeResult, McpError> {
+            Err(McpError::new(
+                ErrorCode::INVALID_REQUEST,
+                self.reason.clone(),
+                Some(serde_json::json!({ "reason": self.code })),
+            ))
+        }
+    }
+    let refuse = Refuse { reason, code };
+    if let Ok(service) = refuse.serve(rmcp::transport::stdio()).await {
+        let _ = service.waiting().await;
+    }
 }
 
 /// The profile's secret store, if it can be opened. Without one, servers that name secrets do

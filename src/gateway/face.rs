@@ -18,15 +18,20 @@ use rmcp::model::{
 use rmcp::service::{NotificationContext, RequestContext, RoleServer};
 use rmcp::{ErrorData as McpError, ServerHandler, ServiceError};
 
+use super::gate::{Gate, Refused};
 use super::hub::{Hub, Slot, SlotStatus};
 use super::scrub::{Withheld, scrub, scrub_text};
+use crate::audit::{ExecStatus, ExecutionId, ExecutionRecord, new_execution_id};
 use crate::downstream::{CallOutcome, Child};
 use crate::secrets::SharedRedactor;
+use rmcp::model::{JsonObject, MetaObject};
+use tracing::Instrument;
 
 /// lastmile's MCP server side for one session.
 #[derive(Clone)]
 pub struct Face {
     hub: Arc<Hub>,
+    gate: Arc<Gate>,
 }
 
 /// What a routed request found.
@@ -37,8 +42,8 @@ struct Target<'a> {
 
 impl Face {
     /// A face in front of a hub.
-    pub fn new(hub: Arc<Hub>) -> Self {
-        Face { hub }
+    pub fn new(hub: Arc<Hub>, gate: Arc<Gate>) -> Self {
+        Face { hub, gate }
     }
 
     /// First contact: remember the client and start the children with its capabilities.
@@ -91,14 +96,14 @@ impl Face {
             )
             .await;
         let redactor = self.hub.upstream.redactor();
-        let failure = match outcome {
+        let (failure, status) = match outcome {
             CallOutcome::Answered(Ok(result)) => {
                 return scrub_result(redactor, name, result)
                     .map(|(result, hits)| {
                         *redactions += hits;
                         result
                     })
-                    .map_err(|e| Failure::Message(e.to_string()));
+                    .map_err(|e| Failure::Message(e.to_string(), ExecStatus::Error));
             }
             CallOutcome::Answered(Err(ServiceError::McpError(e))) => {
                 return match scrub(redactor, name, e) {
@@ -106,23 +111,31 @@ impl Face {
                         *redactions += hits;
                         Err(Failure::Child(e))
                     }
-                    Err(w) => Err(Failure::Message(w.to_string())),
+                    Err(w) => Err(Failure::Message(w.to_string(), ExecStatus::Error)),
                 };
             }
             CallOutcome::Answered(Err(
                 ServiceError::TransportClosed | ServiceError::TransportSend(_),
-            )) => {
-                format!("server `{name}` exited or closed its connection during the request")
-            }
-            CallOutcome::Answered(Err(other)) => format!("server `{name}` failed: {other}"),
-            CallOutcome::TimedOut(d) => {
+            )) => (
+                format!("server `{name}` exited or closed its connection during the request"),
+                ExecStatus::Error,
+            ),
+            CallOutcome::Answered(Err(other)) => (
+                format!("server `{name}` failed: {other}"),
+                ExecStatus::Error,
+            ),
+            CallOutcome::TimedOut(d) => (
                 format!(
                     "server `{name}` did not answer within {d:?} (call_timeout); the request was cancelled"
-                )
-            }
-            CallOutcome::Cancelled => "the request was cancelled by the client".into(),
+                ),
+                ExecStatus::Timeout,
+            ),
+            CallOutcome::Cancelled => (
+                "the request was cancelled by the client".into(),
+                ExecStatus::Cancelled,
+            ),
         };
-        Err(Failure::Message(scrub_text(redactor, failure)))
+        Err(Failure::Message(scrub_text(redactor, failure), status))
     }
 }
 
@@ -167,7 +180,7 @@ enum Failure {
     /// The child's own JSON-RPC error: passed through unchanged.
     Child(McpError),
     /// lastmile's account of what went wrong (the child died, timed out, …).
-    Message(String),
+    Message(String, ExecStatus),
 }
 
 impl Failure {
@@ -175,10 +188,39 @@ impl Failure {
     fn into_error(self) -> McpError {
         match self {
             Failure::Child(e) => e,
-            Failure::Message(m) => McpError::internal_error(m, None),
+            Failure::Message(m, _) => McpError::internal_error(m, None),
         }
     }
 }
+
+/// The text of a result's first content block (for the audit row of a tool-level error).
+fn first_text(r: &CallToolResult) -> String {
+    r.content
+        .first()
+        .and_then(|c| c.as_text())
+        .map(|t| t.text.clone())
+        .unwrap_or_default()
+}
+
+/// Put the execution id in the result's `_meta`, so the user can find the audit row.
+fn with_execution_id(response: CallToolResponse, id: ExecutionId) -> CallToolResponse {
+    match response {
+        CallToolResponse::Complete(mut r) => {
+            r.meta
+                .get_or_insert_with(|| MetaObject(JsonObject::new()))
+                .0
+                .insert(
+                    EXECUTION_ID_META.into(),
+                    serde_json::Value::String(id.to_string()),
+                );
+            CallToolResponse::Complete(r)
+        }
+        other => other,
+    }
+}
+
+/// The `_meta` key carrying the audit log's execution id.
+pub const EXECUTION_ID_META: &str = "lastmile/executionId";
 
 /// A tool-level error result: the tool could not run, and the model should read why.
 fn tool_error(message: String) -> CallToolResponse {
@@ -255,45 +297,16 @@ impl ServerHandler for Face {
 
     async fn call_tool(
         &self,
-        mut request: CallToolRequestParams,
+        request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         self.touch(&ctx);
-        let manifest = self
-            .hub
-            .manifest_with(|m| m.tool(&request.name).is_some())
-            .await;
-        let Some(route) = manifest.tool(&request.name) else {
-            return Err(McpError::invalid_params(
-                format!("unknown tool `{}`", request.name),
-                None,
-            ));
-        };
-        let t = match self.target(route.slot) {
-            Ok(t) => t,
-            Err(message) => return Ok(tool_error(message)),
-        };
-        request.name = route.original.clone().into();
-        let mut redactions = 0usize;
-        match self
-            .forward(
-                &t,
-                ClientRequest::CallToolRequest(CallToolRequest::new(request)),
-                &ctx,
-                &mut redactions,
-            )
+        let execution_id = new_execution_id();
+        let span =
+            tracing::info_span!("tools/call", execution_id = %execution_id, tool = %request.name);
+        self.call_tool_audited(execution_id, request, ctx)
+            .instrument(span)
             .await
-        {
-            Ok(ServerResult::CallToolResult(r)) => Ok(CallToolResponse::Complete(r)),
-            Ok(ServerResult::InputRequiredResult(r)) => Ok(CallToolResponse::InputRequired(r)),
-            Ok(ServerResult::CreateTaskResult(r)) => Ok(CallToolResponse::Task(r)),
-            Ok(ServerResult::EmptyResult(_)) => Ok(CallToolResponse::Complete(
-                CallToolResult::success(Vec::new()),
-            )),
-            Ok(_) => Err(unexpected("tools/call")),
-            Err(Failure::Child(e)) => Err(e),
-            Err(Failure::Message(m)) => Ok(tool_error(m)),
-        }
     }
 
     async fn list_prompts(
@@ -493,6 +506,117 @@ impl ServerHandler for Face {
 }
 
 impl Face {
+    /// One tool call, from admission to the audit row: the execution id is made before the call,
+    /// travels in the tracing span, lands in the audit row and comes back in the result's `_meta`.
+    async fn call_tool_audited(
+        &self,
+        execution_id: ExecutionId,
+        mut request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let gate = &self.gate;
+        let redactor = self.hub.upstream.redactor();
+        // The audit copy of the arguments never holds a secret, even one the model passed in.
+        let mut redactions = 0usize;
+        let arguments = request.arguments.clone().map(|a| {
+            let mut v = serde_json::Value::Object(a);
+            redactions += redactor.scrub_json(&mut v);
+            v
+        });
+        let begin = |server: &str, tool: &str, args: Option<serde_json::Value>| {
+            ExecutionRecord::begin(execution_id, &gate.who, server, tool, args)
+        };
+        if let Err(refused) = gate.admit() {
+            let (status, e) = match refused {
+                Refused::Session(e) => (ExecStatus::Denied, e),
+                Refused::RateLimited(e) => (ExecStatus::RateLimited, e),
+            };
+            let row = begin("", &request.name, arguments).finish(
+                status,
+                Some(e.message.to_string()),
+                redactions as u32,
+            );
+            gate.record(row).await;
+            return Err(e);
+        }
+        let manifest = self
+            .hub
+            .manifest_with(|m| m.tool(&request.name).is_some())
+            .await;
+        let Some(route) = manifest.tool(&request.name) else {
+            // The same answer for a hidden server's tool as for a name that never existed.
+            let e = McpError::invalid_params(format!("unknown tool `{}`", request.name), None);
+            let row = begin("", &request.name, arguments).finish(
+                ExecStatus::Denied,
+                Some("unknown tool".into()),
+                redactions as u32,
+            );
+            gate.record(row).await;
+            return Err(e);
+        };
+        let server = self.hub.slots[route.slot].server.name.clone();
+        let pending = begin(&server, &route.original, arguments);
+        let t = match self.target(route.slot) {
+            Ok(t) => t,
+            Err(message) => {
+                let message = scrub_text(redactor, message);
+                gate.record(pending.finish(
+                    ExecStatus::Error,
+                    Some(message.clone()),
+                    redactions as u32,
+                ))
+                .await;
+                return Ok(with_execution_id(tool_error(message), execution_id));
+            }
+        };
+        request.name = route.original.clone().into();
+        let answer = self
+            .forward(
+                &t,
+                ClientRequest::CallToolRequest(CallToolRequest::new(request)),
+                &ctx,
+                &mut redactions,
+            )
+            .await;
+        let (outcome, status, error) = match answer {
+            Ok(ServerResult::CallToolResult(r)) => {
+                let status = if r.is_error == Some(true) {
+                    ExecStatus::ToolError
+                } else {
+                    ExecStatus::Ok
+                };
+                let error = (status == ExecStatus::ToolError).then(|| first_text(&r));
+                (Ok(CallToolResponse::Complete(r)), status, error)
+            }
+            Ok(ServerResult::InputRequiredResult(r)) => {
+                (Ok(CallToolResponse::InputRequired(r)), ExecStatus::Ok, None)
+            }
+            Ok(ServerResult::CreateTaskResult(r)) => {
+                (Ok(CallToolResponse::Task(r)), ExecStatus::Ok, None)
+            }
+            Ok(ServerResult::EmptyResult(_)) => (
+                Ok(CallToolResponse::Complete(CallToolResult::success(
+                    Vec::new(),
+                ))),
+                ExecStatus::Ok,
+                None,
+            ),
+            Ok(_) => {
+                let e = unexpected("tools/call");
+                let m = e.message.to_string();
+                (Err(e), ExecStatus::Error, Some(m))
+            }
+            Err(Failure::Child(e)) => {
+                let m = e.message.to_string();
+                (Err(e), ExecStatus::Error, Some(m))
+            }
+            Err(Failure::Message(m, status)) => (Ok(tool_error(m.clone())), status, Some(m)),
+        };
+        gate.record(pending.finish(status, error, redactions as u32))
+            .await;
+        outcome.map(|r| with_execution_id(r, execution_id))
+    }
+
     async fn resource_target(&self, uri: &str) -> Result<Target<'_>, McpError> {
         let manifest = self.hub.manifest_with(|m| m.resource(uri).is_some()).await;
         let Some(index) = manifest.resource(uri) else {

@@ -1,12 +1,14 @@
 //! The MCP face: the per-session manifest, naming, routing and forwarding.
 
 mod face;
+mod gate;
 mod hub;
 mod manifest;
 pub mod naming;
 pub mod scrub;
 
-pub use face::Face;
+pub use face::{EXECUTION_ID_META, Face};
+pub use gate::{Gate, RATE_LIMITED, SESSION_EXPIRED};
 pub use hub::{EnvBuilder, Hub, Slot, SlotStatus};
 pub use manifest::{Manifest, Route};
 
