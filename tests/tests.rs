@@ -3,7 +3,10 @@
 mod util;
 
 mod audit_cli;
+mod audit_e2e;
+mod canary;
 mod identity_cli;
+mod identity_e2e;
 mod passthrough;
 mod resilience;
 mod secrets_store;

@@ -19,7 +19,7 @@ use tempfile::TempDir;
 pub const LASTMILE: &str = env!("CARGO_BIN_EXE_lastmile");
 pub const FIXTURE: &str = env!("CARGO_BIN_EXE_lastmile-fixture");
 /// How many tools one fixture instance offers.
-pub const FIXTURE_TOOLS: usize = 15;
+pub const FIXTURE_TOOLS: usize = 18;
 
 /// A hermetic world for one test: its own HOME, config and data folders, and its own profile
 /// name, hence its own keyring namespace (`lastmile:<profile>`), emptied when the world drops.
@@ -148,6 +148,33 @@ impl World {
             "secrets set {name} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// Switch this world to `required` auth (plus extra profile TOML) and give it a signing key.
+    pub async fn require_auth(&self, extra_profile: &str) -> &Self {
+        self.profile_file(&format!("[auth]\nmode = \"required\"\n{extra_profile}"));
+        let out = self.run(&["secrets", "generate-signing-key"]).await;
+        assert!(
+            out.status.success(),
+            "generate-signing-key: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self
+    }
+
+    /// Mint a session token for `sub` at `tier`.
+    pub async fn token(&self, sub: &str, tier: &str) -> String {
+        let out = self
+            .run(&[
+                "token", "issue", "--sub", sub, "--tier", tier, "--ttl", "1h",
+            ])
+            .await;
+        assert!(
+            out.status.success(),
+            "token issue: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// Run a non-serving command to completion.

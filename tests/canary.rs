@@ -1,0 +1,120 @@
+//! The canary: a random secret delivered to a child that tries every way to hand it back. It must
+//! appear in the child's environment and nowhere else — not in what the client receives, not on
+//! lastmile's stdout or stderr, not in the log folder or the audit database (nor its WAL, nor an
+//! export), not in any process's argv.
+
+use serde_json::json;
+
+use crate::util::*;
+
+fn canary() -> String {
+    let secret = lastmile::secrets::random_secret(24).unwrap();
+    use secrecy::ExposeSecret;
+    format!(
+        "canary{}",
+        secret
+            .expose_secret()
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect::<String>()
+    )
+}
+
+#[tokio::test]
+async fn the_canary_reaches_the_child_environment_and_nowhere_else() {
+    let w = World::new();
+    let value = canary();
+    w.set_secret("MY_CANARY", &value).await;
+    w.fixture(
+        "leaky",
+        &[],
+        "secrets = [\"MY_CANARY\", { env = \"RENAMED_CANARY\", from = \"MY_CANARY\" }]",
+    );
+    let s = w.serve().await;
+    let mut seen = Vec::new();
+
+    // It is in the child's environment, under both names (proved by hash, not by value).
+    use sha2::Digest as _;
+    let expected: String = sha2::Sha256::digest(value.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    for var in ["MY_CANARY", "RENAMED_CANARY"] {
+        let r = s
+            .call("leaky__env_sha256", json!({ "name": var }))
+            .await
+            .unwrap();
+        assert_eq!(text_of(&r), expected, "{var} not delivered");
+    }
+    let env = s.call("leaky__env", json!({})).await.unwrap();
+    let vars = env.structured_content.clone().unwrap();
+    assert_eq!(
+        vars["env"]["LASTMILE_CUSTOM_SECRETS"],
+        "MY_CANARY,RENAMED_CANARY"
+    );
+    assert_eq!(vars["env"]["MY_CANARY"], "[REDACTED:MY_CANARY]");
+    seen.push(serde_json::to_string(&env).unwrap());
+
+    // The child hands it back in every way it can: stderr, text, base64, percent-encoding,
+    // structured content, a tool error, a JSON-RPC error; the model passes it in arguments.
+    let leak = s
+        .call("leaky__leak", json!({ "name": "MY_CANARY" }))
+        .await
+        .unwrap();
+    let leaked = serde_json::to_string(&leak).unwrap();
+    assert!(leaked.contains("[REDACTED:MY_CANARY]"), "{leaked}");
+    seen.push(leaked);
+    let err = s
+        .call("leaky__leak_error", json!({ "name": "MY_CANARY" }))
+        .await
+        .unwrap_err();
+    seen.push(format!("{err:?}"));
+    let echoed = s
+        .call(
+            "leaky__echo",
+            json!({ "text": format!("the model says {value}") }),
+        )
+        .await
+        .unwrap();
+    seen.push(serde_json::to_string(&echoed).unwrap());
+    s.client().peer().notify_roots_list_changed().await.unwrap();
+
+    // No process's argv holds it (read while everything is running).
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            assert!(
+                !String::from_utf8_lossy(&cmdline).contains(&value),
+                "argv of {:?} holds the canary",
+                entry.path()
+            );
+        }
+    }
+    let stderr = s.close().await;
+    for (what, text) in seen
+        .iter()
+        .map(|t| ("a message to the client", t.as_str()))
+        .chain([("lastmile's stderr", stderr.as_str())])
+    {
+        assert!(
+            !text.contains(&value),
+            "the canary leaked into {what}: {text}"
+        );
+    }
+    // The log folder, the audit database, its WAL and checkpoint: every byte of the data folder.
+    let everything = read_tree(&w.data_dir());
+    assert!(
+        everything.contains("fixture: my secret is [REDACTED:MY_CANARY]"),
+        "the child's stderr line was not logged, redacted"
+    );
+    assert!(
+        !everything.contains(&value),
+        "the canary is in the data folder"
+    );
+    let export = w.run(&["audit", "export", "--jsonl"]).await;
+    let export = String::from_utf8_lossy(&export.stdout);
+    assert!(export.contains("leak"), "{export}");
+    assert!(
+        !export.contains(&value),
+        "the canary is in the audit export"
+    );
+}
