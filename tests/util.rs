@@ -123,6 +123,12 @@ impl World {
             .env("LASTMILE_SECRETS_BACKEND", &self.backend)
             .env("LASTMILE_ALLOW_DISABLED_AUTH", "1")
             .kill_on_drop(true);
+        // The Secret Service backend finds its session bus through these.
+        for var in ["DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR"] {
+            if let Some(v) = std::env::var_os(var) {
+                cmd.env(var, v);
+            }
+        }
         cmd
     }
 
