@@ -118,3 +118,47 @@ async fn the_canary_reaches_the_child_environment_and_nowhere_else() {
         "the canary is in the audit export"
     );
 }
+
+#[tokio::test]
+async fn a_server_missing_a_secret_does_not_start_and_says_which() {
+    let w = World::new();
+    w.fixture("needy", &[], "secrets = [\"ABSENT_KEY\"]")
+        .fixture("fine", &[], "");
+    let s = w.serve().await;
+    let names = s.tool_names().await;
+    assert!(names.iter().all(|n| n.starts_with("fine__")), "{names:?}");
+    let stderr = s.close().await;
+    assert!(
+        stderr.contains("needy") && stderr.contains("ABSENT_KEY"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_changed_secret_reaches_the_next_start() {
+    let w = World::new();
+    w.set_secret("ROTATING_KEY", "first-value-000111").await;
+    w.fixture("rot", &[], "secrets = [\"ROTATING_KEY\"]");
+    let hash = |v: &str| -> String {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(v.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let s = w.serve().await;
+    let r = s
+        .call("rot__env_sha256", json!({ "name": "ROTATING_KEY" }))
+        .await
+        .unwrap();
+    assert_eq!(text_of(&r), hash("first-value-000111"));
+    s.close().await;
+    w.set_secret("ROTATING_KEY", "second-value-222333").await;
+    let s = w.serve().await;
+    let r = s
+        .call("rot__env_sha256", json!({ "name": "ROTATING_KEY" }))
+        .await
+        .unwrap();
+    assert_eq!(text_of(&r), hash("second-value-222333"));
+    s.close().await;
+}

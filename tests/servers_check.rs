@@ -107,3 +107,30 @@ fn schemas_match_the_rust_types() {
         );
     }
 }
+
+#[tokio::test]
+async fn check_reports_missing_secrets_by_name() {
+    let w = World::new();
+    w.fixture("needy", &[], "secrets = [\"NEEDED_KEY\", \"OTHER_KEY\"]");
+    w.set_secret("OTHER_KEY", "present-value-1234").await;
+    let out = w.run(&["servers", "check"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(lastmile::exit_codes::CONFIG_INVALID as i32),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("NEEDED_KEY") && stdout.contains("needy"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("present-value-1234"), "{stdout}");
+    w.set_secret("NEEDED_KEY", "now-it-is-here-5678").await;
+    let out = w.run(&["servers", "check"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -5,6 +5,7 @@ use clap::Subcommand;
 use super::{GlobalArgs, Printer};
 use crate::config::{Profile, load_servers_dir};
 use crate::exit_codes;
+use crate::secrets::{BackendRequest, child_secrets, open_store};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ServersCommand {
@@ -40,6 +41,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: ServersCommand) -> u8 {
             for warning in crate::gateway::prefix_warnings(&loaded.servers) {
                 p.out(format!("warning: {warning}"));
             }
+            problems += check_secrets(global, &profile, &loaded.servers, &p);
             let ok = loaded.servers.len();
             if problems == 0 {
                 p.out(format!("{}: {ok} server(s) OK", dir.display()));
@@ -76,4 +78,48 @@ pub(crate) fn run(global: &GlobalArgs, cmd: ServersCommand) -> u8 {
             }
         }
     }
+}
+
+/// Every secret a server names must be in the store (names only; values are never read out).
+fn check_secrets(
+    global: &GlobalArgs,
+    profile: &Profile,
+    servers: &[crate::config::Server],
+    p: &Printer,
+) -> usize {
+    let wanted: Vec<_> = servers
+        .iter()
+        .filter(|s| !s.def.secrets.is_empty() && !s.def.disabled)
+        .collect();
+    if wanted.is_empty() {
+        return 0;
+    }
+    let store = global
+        .secrets_backend
+        .parse::<BackendRequest>()
+        .and_then(|request| open_store(request, &profile.keyring_service()));
+    let store = match store {
+        Ok(opened) => opened.store,
+        Err(e) => {
+            p.out(format!(
+                "error: servers name secrets, but the secret store cannot be opened: {e}"
+            ));
+            return 1;
+        }
+    };
+    let mut problems = 0;
+    for server in wanted {
+        match child_secrets(store.as_ref(), &server.def.secrets) {
+            Ok(_) => {}
+            Err(e) => {
+                p.out(format!(
+                    "error: {}: server `{}` will not start: {e}",
+                    server.path.display(),
+                    server.name
+                ));
+                problems += 1;
+            }
+        }
+    }
+    problems
 }
