@@ -290,7 +290,7 @@ async fn refuse_session(reason: String, code: &'static str) {
         }
     }
     let refuse = Refuse { reason, code };
-    if let Ok(service) = refuse.serve(rmcp::transport::stdio()).await {
+    if let Ok(service) = refuse.serve(rmcp::transport::stdio_pipes()).await {
         let _ = service.waiting().await;
     }
 }
@@ -345,7 +345,7 @@ fn secrets_env_builder(
 
 /// Serve until stdin closes or a SIGINT/SIGTERM arrives.
 async fn serve_stdio(face: Face) -> u8 {
-    let service = match face.serve(rmcp::transport::stdio()).await {
+    let service = match face.serve(rmcp::transport::stdio_pipes()).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!("the client went away before the session started: {e}");
