@@ -46,7 +46,9 @@ pub struct LogGuard {
 
 /// Logging for `serve`: JSON file (if the folder can be made) plus warnings on stderr.
 pub fn init_serving(log_dir: &Path) -> LogGuard {
-    let filter = EnvFilter::try_from_env("LASTMILE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // rmcp logs every message at info: far too much for a file written on every call.
+    let filter = EnvFilter::try_from_env("LASTMILE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
     let file = std::fs::create_dir_all(log_dir).ok().and_then(|_| {
         tracing_appender::rolling::RollingFileAppender::builder()
             .rotation(tracing_appender::rolling::Rotation::DAILY)

@@ -148,7 +148,7 @@ async fn disabled_mode_needs_the_explicit_switch() {
     let s = w.serve().await;
     assert_eq!(s.tool_names().await.len(), FIXTURE_TOOLS);
     let stderr = s.close().await;
-    assert!(stderr.contains("AUTH IS DISABLED"), "{stderr}");
+    assert!(stderr.contains("auth is disabled"), "{stderr}");
 }
 
 #[tokio::test]

@@ -104,9 +104,6 @@ pub(crate) fn run(global: &GlobalArgs, args: ServeArgs) -> u8 {
                 return exit_codes::AUTH_REFUSED;
             }
         };
-        if mode == AuthMode::Disabled {
-            tracing::warn!("AUTH IS DISABLED: every session is the fixed test identity `{}` (tier {}); never use this outside tests", session.subject(), session.tier());
-        }
         let anonymous_reason = match session.origin() {
             crate::identity::SessionOrigin::Anonymous { reason } => Some(reason.to_string()),
             _ => None,
