@@ -292,3 +292,23 @@ async fn rate_limits_follow_the_tier() {
         s.close().await;
     }
 }
+
+#[tokio::test]
+async fn without_a_secret_store_required_mode_says_so() {
+    let w = World::new();
+    w.profile_file("[auth]\nmode = \"required\"\n");
+    let mut cmd = w.command(&["serve"]);
+    // A Secret Service that cannot be reached: no D-Bus session here.
+    cmd.env("LASTMILE_SECRETS_BACKEND", "secret-service")
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus");
+    let (_, code, stderr) = raw_initialize(&mut cmd).await;
+    assert_eq!(
+        code,
+        Some(lastmile::exit_codes::SECRETS_UNAVAILABLE as i32),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("no secret store could be opened"),
+        "{stderr}"
+    );
+}

@@ -57,6 +57,13 @@ pub(crate) fn run(global: &GlobalArgs, args: ServeArgs) -> u8 {
         tracing::warn!("skipping server: {problem}");
     }
     let store = open_secret_store(global, &profile);
+    if store.is_none() && config.auth.mode != AuthMode::Disabled {
+        tracing::error!(
+            "refusing to boot: auth.mode = {:?} needs the signing secret, but no secret store could be opened\nhint: run `lastmile secrets status`; on a headless Linux machine `--secrets-backend keyutils` works",
+            config.auth.mode
+        );
+        return exit_codes::SECRETS_UNAVAILABLE;
+    }
 
     // Identity: one validator, three modes; a weak or missing signing secret refuses to boot.
     let auth = match authenticator(&config, store.as_deref()) {
@@ -308,7 +315,7 @@ fn open_secret_store(global: &GlobalArgs, profile: &Profile) -> Option<Arc<dyn S
             Some(opened.store)
         }
         Err(e) => {
-            tracing::info!("no secret store: {e}");
+            tracing::warn!("no secret store: {e}");
             None
         }
     }
