@@ -503,6 +503,28 @@ mod tests {
 
     const CANARY: &str = "sk-canary+/=~ x9Qz7";
 
+    /// Whole padded base64 encodings (standard and URL-safe), of every length residue, at any
+    /// position in a text, leave nothing of the encoding behind.
+    #[test]
+    fn whole_padded_base64_of_every_length_is_covered() {
+        for len in 8..=14 {
+            let value: String = "k7Qz9pLm2xWv8rTy4nB".chars().take(len).collect();
+            let r = redactor(&[("K", &value)]);
+            for encoded in [STANDARD.encode(&value), URL_SAFE.encode(&value)] {
+                for (before, after) in [("", ""), ("Basic ", " end"), ("x:", "\n")] {
+                    let text = format!("{before}{encoded}{after}");
+                    let (clean, hits) = r.scrub(&text);
+                    assert!(hits >= 1, "{text}");
+                    assert_eq!(
+                        clean,
+                        format!("{before}[REDACTED:K]{after}"),
+                        "len {len}: {text}"
+                    );
+                }
+            }
+        }
+    }
+
     fn redactor(pairs: &[(&str, &str)]) -> Redactor {
         Redactor::new(
             pairs
