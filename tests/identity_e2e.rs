@@ -312,3 +312,56 @@ async fn without_a_secret_store_required_mode_says_so() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_saved_token_is_found_by_serve_and_inspect_explains_tokens() {
+    let w = World::new();
+    w.require_auth("").await;
+    w.fixture("alpha", &[], "");
+    let out = w
+        .run(&[
+            "token",
+            "issue",
+            "--sub",
+            "saved-sub",
+            "--tier",
+            "service",
+            "--save",
+        ])
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .split('.')
+            .count()
+            != 3,
+        "--save must not print the token"
+    );
+    // No --token-file, no LASTMILE_TOKEN: the saved token is the source.
+    let s = w.serve().await;
+    assert_eq!(s.tool_names().await.len(), FIXTURE_TOOLS);
+    s.close().await;
+    let rows = w.run(&["audit", "export", "--jsonl"]).await;
+    assert!(String::from_utf8_lossy(&rows.stdout).contains("saved-sub"));
+    // inspect: a good token shows its claims, a tampered one its reason.
+    let token = w.token("inspected", "user").await;
+    let file = w.path("token.jwt");
+    std::fs::write(&file, &token).unwrap();
+    let ok = w.run(&["token", "inspect", file.to_str().unwrap()]).await;
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success() && text.contains("inspected") && text.contains("user"),
+        "{text}"
+    );
+    std::fs::write(&file, format!("{token}x")).unwrap();
+    let bad = w.run(&["token", "inspect", file.to_str().unwrap()]).await;
+    assert_eq!(
+        bad.status.code(),
+        Some(lastmile::exit_codes::AUTH_REFUSED as i32)
+    );
+}
