@@ -51,6 +51,11 @@ impl Upstream {
         let _ = self.capabilities.set(caps);
     }
 
+    /// Whether both the client's peer and its capabilities are known.
+    pub fn knows_client(&self) -> bool {
+        self.peer.get().is_some() && self.capabilities.get().is_some()
+    }
+
     /// The capabilities children are initialized with: exactly the client's roots, sampling and
     /// elicitation — never one the client lacks.
     pub fn capabilities_for_children(&self) -> ClientCapabilities {

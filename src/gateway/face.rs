@@ -48,6 +48,10 @@ impl Face {
 
     /// First contact: remember the client and start the children with its capabilities.
     fn touch(&self, ctx: &RequestContext<RoleServer>) {
+        // Only the first contact does any work; later requests pay two atomic loads.
+        if self.hub.upstream.knows_client() {
+            return;
+        }
         self.hub.upstream.set_peer(&ctx.peer);
         if let Some(caps) = ctx.client_capabilities() {
             self.hub.upstream.set_capabilities(caps);
