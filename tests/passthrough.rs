@@ -333,48 +333,22 @@ async fn an_old_protocol_child_behind_a_new_protocol_client() {
 
 #[tokio::test]
 async fn an_old_protocol_client_in_front_of_a_new_child() {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let w = World::new();
     w.fixture("alpha", &[], "");
-    let mut child = w
-        .command(&["serve"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"old","version":"0"}}});
-    stdin
-        .write_all(format!("{init}\n").as_bytes())
-        .await
-        .unwrap();
-    let first = lines.next_line().await.unwrap().unwrap();
+    let mut raw = RawClient::start(&w);
+    let first = raw.initialize("2024-11-05").await;
     assert!(
         first.contains("\"protocolVersion\":\"2024-11-05\""),
         "{first}"
     );
-    stdin
-        .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
-        .await
-        .unwrap();
     let call = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"text":"old client"}}});
-    stdin
-        .write_all(format!("{call}\n").as_bytes())
-        .await
-        .unwrap();
-    let answer = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    raw.send_line(&call.to_string()).await;
+    let answer = raw.next_line().await.expect("an answer");
     assert!(
         answer.contains("old client") && answer.contains("\"id\":2"),
         "{answer}"
     );
-    drop(stdin);
-    child.wait().await.unwrap();
+    raw.finish().await;
 }
 
 #[tokio::test]

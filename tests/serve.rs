@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use rmcp::model::{GetPromptRequestParams, ReadResourceRequestParams};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::util::*;
 
@@ -458,40 +457,18 @@ async fn a_child_that_crashes_mid_call_gives_an_error_naming_it() {
 async fn malformed_json_rpc_from_the_client_gets_an_error_and_serving_goes_on() {
     let w = World::new();
     w.fixture("alpha", &[], "");
-    let mut child = w
-        .command(&["serve"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}});
-    stdin
-        .write_all(format!("{init}\n").as_bytes())
-        .await
-        .unwrap();
-    let first = lines.next_line().await.unwrap().unwrap();
+    let mut raw = RawClient::start(&w);
+    let first = raw.initialize("2025-06-18").await;
     assert!(
         first.contains("\"id\":1") && first.contains("lastmile"),
         "{first}"
     );
-    stdin
-        .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
-        .await
-        .unwrap();
-    stdin.write_all(b"this is { not json\n").await.unwrap();
+    raw.send_line("this is { not json").await;
     let call = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"text":"after garbage"}}});
-    stdin
-        .write_all(format!("{call}\n").as_bytes())
-        .await
-        .unwrap();
+    raw.send_line(&call.to_string()).await;
     let mut saw_answer = false;
     for _ in 0..10 {
-        let Ok(Ok(Some(line))) =
-            tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await
-        else {
+        let Some(line) = raw.next_line().await else {
             break;
         };
         let v: serde_json::Value =
@@ -503,12 +480,7 @@ async fn malformed_json_rpc_from_the_client_gets_an_error_and_serving_goes_on() 
         }
     }
     assert!(saw_answer, "no answer after a malformed line");
-    drop(stdin);
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success());
+    assert!(raw.finish().await.success());
 }
 
 #[tokio::test]

@@ -493,3 +493,68 @@ impl ClientHandler for Recorder {
         self.record(serde_json::json!({ "tools_changed": true }));
     }
 }
+
+/// A client that speaks raw JSON-RPC lines to `lastmile serve`, for what rmcp's client will not
+/// send: malformed lines, old protocol versions.
+pub struct RawClient {
+    child: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl RawClient {
+    pub fn start(w: &World) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = w
+            .command(&["serve"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn lastmile serve");
+        let stdin = child.stdin.take();
+        let lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        RawClient {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    /// Write one line (a newline is added).
+    pub async fn send_line(&mut self, line: &str) {
+        use tokio::io::AsyncWriteExt;
+        let stdin = self.stdin.as_mut().expect("open stdin");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .expect("write");
+    }
+
+    /// `initialize` at `version`, then `notifications/initialized`; returns the answer line.
+    pub async fn initialize(&mut self, version: &str) -> String {
+        let init = serde_json::json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":version,"capabilities":{},"clientInfo":{"name":"raw","version":"0"}}});
+        self.send_line(&init.to_string()).await;
+        let answer = self.next_line().await.expect("an answer to initialize");
+        self.send_line(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+            .await;
+        answer
+    }
+
+    /// The next line lastmile writes, waiting up to 10 s.
+    pub async fn next_line(&mut self) -> Option<String> {
+        tokio::time::timeout(Duration::from_secs(10), self.lines.next_line())
+            .await
+            .ok()?
+            .ok()?
+    }
+
+    /// Close stdin and wait for lastmile to exit.
+    pub async fn finish(mut self) -> std::process::ExitStatus {
+        drop(self.stdin.take());
+        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("lastmile exits after EOF")
+            .expect("wait")
+    }
+}
