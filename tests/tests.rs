@@ -8,6 +8,7 @@ mod canary;
 mod identity_cli;
 mod identity_e2e;
 mod passthrough;
+mod promise;
 mod resilience;
 mod secrets_store;
 mod serve;
