@@ -13,3 +13,4 @@ mod resilience;
 mod secrets_store;
 mod serve;
 mod servers_check;
+mod subscriptions;

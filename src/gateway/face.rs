@@ -435,7 +435,7 @@ impl ServerHandler for Face {
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         self.touch(&ctx);
-        let (t, original) = self.resource_target(&request.uri).await?;
+        let (t, original) = self.subscription_target(&request.uri).await?;
         let mut request = request;
         if let Some(original) = original {
             request.uri = original;
@@ -458,7 +458,7 @@ impl ServerHandler for Face {
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         self.touch(&ctx);
-        let (t, original) = self.resource_target(&request.uri).await?;
+        let (t, original) = self.subscription_target(&request.uri).await?;
         let mut request = request;
         if let Some(original) = original {
             request.uri = original;
@@ -665,6 +665,57 @@ impl Face {
         gate.record(pending.finish(status, error, redactions as u32))
             .await;
         outcome.map(|r| with_execution_id(r, execution_id))
+    }
+
+    /// Where a subscription to `uri` goes: the server that lists it or whose template matches;
+    /// else, for a URI no server lists (a resource that does not exist yet, say), the one
+    /// permitted server that offers subscriptions; else a clear error.
+    async fn subscription_target(
+        &self,
+        uri: &str,
+    ) -> Result<(Target<'_>, Option<String>), McpError> {
+        let manifest = self.hub.manifest_with(|m| m.resource(uri).is_some()).await;
+        if manifest.resource(uri).is_some() {
+            return self.resource_target(uri).await;
+        }
+        let offering: Vec<usize> = (0..self.hub.slots.len())
+            .filter(|i| {
+                self.hub.slots[*i].child.load().as_ref().is_some_and(|c| {
+                    c.peer.peer_info().is_some_and(|info| {
+                        info.capabilities
+                            .resources
+                            .as_ref()
+                            .is_some_and(|r| r.subscribe == Some(true))
+                    })
+                })
+            })
+            .collect();
+        match offering.as_slice() {
+            [one] => {
+                let t = self
+                    .target(*one)
+                    .map_err(|m| McpError::internal_error(m, None))?;
+                Ok((t, None))
+            }
+            [] => Err(McpError::resource_not_found(
+                format!(
+                    "unknown resource `{uri}`: no server lists it, and none offers subscriptions"
+                ),
+                None,
+            )),
+            several => Err(McpError::resource_not_found(
+                format!(
+                    "unknown resource `{uri}`: no server lists it or has a template for it, and {} servers offer subscriptions ({}), so lastmile cannot tell which one it belongs to",
+                    several.len(),
+                    several
+                        .iter()
+                        .map(|i| self.hub.slots[*i].server.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None,
+            )),
+        }
     }
 
     /// The child serving `uri`, and the URI the child knows it by when the client used an alias.
