@@ -5,6 +5,7 @@ mod util;
 mod audit_cli;
 mod audit_e2e;
 mod canary;
+mod first_turn;
 mod identity_cli;
 mod identity_e2e;
 mod passthrough;
