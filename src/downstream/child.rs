@@ -240,9 +240,14 @@ impl Child {
         tracing::info!(server = %name, pid, env = ?env.names(), "child started");
         let stdin = process.stdin().take();
         let stdout = process.stdout().take();
-        if let Some(stderr) = process.stderr().take() {
-            tokio::spawn(pump_stderr(name.clone(), stderr));
-        }
+        let isolation_failure = Arc::new(std::sync::Mutex::new(None));
+        let mut stderr_task = process.stderr().take().map(|stderr| {
+            tokio::spawn(pump_stderr(
+                name.clone(),
+                stderr,
+                Arc::clone(&isolation_failure),
+            ))
+        });
         let mut guard = StopOnDrop {
             process: Some(process),
             reaper: cx.reaper.clone(),
@@ -267,9 +272,19 @@ impl Child {
         let service =
             match tokio::time::timeout(startup_timeout, handler.serve((stdout, stdin))).await {
                 Ok(Ok(service)) => service,
-                Ok(Err(e)) => return Err(StartError::Handshake(e.to_string())),
+                Ok(Err(e)) => {
+                    // A failed isolation step says why on stderr, then exits: wait for that EOF.
+                    if let Some(task) = stderr_task.as_mut() {
+                        let _ = tokio::time::timeout(STOP_GRACE, task).await;
+                    }
+                    if let Some(reason) = isolation_failure.lock().ok().and_then(|r| r.clone()) {
+                        return Err(SpawnError::Isolation { reason }.into());
+                    }
+                    return Err(StartError::Handshake(e.to_string()));
+                }
                 Err(_) => return Err(StartError::Timeout(startup_timeout)),
             };
+        drop(stderr_task);
         let peer = service.peer().clone();
         // Lists must reflect the child now, never a stale cached copy.
         peer.set_response_cache_config(ClientCacheConfig::disabled())
@@ -536,7 +551,11 @@ const STDERR_LINES_PER_SEC: u32 = 200;
 /// Copy a child's stderr into the log line by line, tagged with the server's name. Lines are cut
 /// at [`MAX_STDERR_LINE`] so a flood without newlines cannot grow memory, and rate-limited to
 /// [`STDERR_LINES_PER_SEC`].
-async fn pump_stderr(server: Arc<str>, mut stderr: tokio::process::ChildStderr) {
+async fn pump_stderr(
+    server: Arc<str>,
+    mut stderr: tokio::process::ChildStderr,
+    isolation_failure: Arc<std::sync::Mutex<Option<String>>>,
+) {
     let mut buf = vec![0u8; 4096];
     let mut line: Vec<u8> = Vec::new();
     let mut cut = false;
@@ -548,6 +567,7 @@ async fn pump_stderr(server: Arc<str>, mut stderr: tokio::process::ChildStderr) 
         };
         for &b in &buf[..n] {
             if b == b'\n' {
+                note_isolation_failure(&line, &isolation_failure);
                 if budget.take(&server) {
                     emit_stderr_line(&server, &line, cut);
                 }
@@ -560,10 +580,22 @@ async fn pump_stderr(server: Arc<str>, mut stderr: tokio::process::ChildStderr) 
             }
         }
     }
+    note_isolation_failure(&line, &isolation_failure);
     if !line.is_empty() && budget.take(&server) {
         emit_stderr_line(&server, &line, cut);
     }
     budget.flush(&server);
+}
+
+/// Keep the isolation step's failure line (see `isolate.rs`) for the start error.
+fn note_isolation_failure(line: &[u8], slot: &std::sync::Mutex<Option<String>>) {
+    let prefix = super::isolate::FAILURE_PREFIX.as_bytes();
+    if let Some(reason) = line.strip_prefix(prefix)
+        && let Ok(mut slot) = slot.lock()
+        && slot.is_none()
+    {
+        *slot = Some(String::from_utf8_lossy(reason).into_owned());
+    }
 }
 
 /// A per-second line allowance that reports what it dropped.

@@ -2,6 +2,7 @@
 //! speaking MCP to it over its stdio, keeping its catalog, and stopping it.
 
 mod child;
+pub mod isolate;
 mod reaper;
 mod spawn;
 mod upstream;

@@ -1,6 +1,7 @@
 //! Building a child's command: the program resolved against PATH *before* the environment is
 //! cleared, then a cleared environment holding only the platform base, the file's `env` and the
-//! secrets handed in, and its own process group.
+//! secrets handed in, and its own process group. On Linux the command is the isolation step,
+//! `lastmile __exec -- PROGRAM ARGS…` (see [`super::isolate`]), which execs the program.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -52,6 +53,12 @@ pub enum SpawnError {
         program: String,
         /// The OS error.
         message: String,
+    },
+    /// The isolation step (`lastmile __exec`) failed; the program was never run.
+    #[error("the isolation step failed, the server was not started: {reason}")]
+    Isolation {
+        /// The trampoline's own line, without its prefix.
+        reason: String,
     },
 }
 
@@ -185,11 +192,11 @@ impl ChildEnv {
     }
 }
 
-/// A ready-to-spawn command for one server: cleared environment, own process group, killed on drop.
+/// A ready-to-spawn command for one server: cleared environment, own process group, killed on
+/// drop, and on Linux started through the isolation step.
 pub fn build_command(server: &Server, env: &ChildEnv) -> Result<CommandWrap, SpawnError> {
     let program = resolve_program(&server.def.command, server.base_dir(), env.path_var())?;
-    let mut cmd = tokio::process::Command::new(&program);
-    cmd.args(&server.def.args);
+    let mut cmd = isolated_command(server, &program)?;
     cmd.env_clear();
     for (k, v) in &env.plain {
         cmd.env(k, v);
@@ -212,6 +219,46 @@ pub fn build_command(server: &Server, env: &ChildEnv) -> Result<CommandWrap, Spa
     wrap.wrap(process_wrap::tokio::JobObject);
     wrap.wrap(process_wrap::tokio::KillOnDrop);
     Ok(wrap)
+}
+
+/// `lastmile __exec [--allow-kernel-keyring] -- PROGRAM ARGS…`: nothing secret in argv.
+#[cfg(target_os = "linux")]
+fn isolated_command(
+    server: &Server,
+    program: &Path,
+) -> Result<tokio::process::Command, SpawnError> {
+    let policy = super::isolate::Policy {
+        kernel_keyring: server.def.allow_kernel_keyring,
+    };
+    if policy.kernel_keyring {
+        tracing::warn!(
+            server = %server.name,
+            "KERNEL KEYRING ALLOWED (allow_kernel_keyring = true in {}): this server can read every keyring entry of the profile, the signing secret and the audit key included",
+            server.path.display()
+        );
+    }
+    let exe = std::env::current_exe().map_err(|e| SpawnError::Os {
+        program: server.def.command.clone(),
+        message: format!("cannot find lastmile's own executable for the isolation step: {e}"),
+    })?;
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.args(super::isolate::trampoline_args(
+        policy,
+        program,
+        &server.def.args,
+    ));
+    Ok(cmd)
+}
+
+/// Elsewhere the program starts directly (see the README's threat model).
+#[cfg(not(target_os = "linux"))]
+fn isolated_command(
+    server: &Server,
+    program: &Path,
+) -> Result<tokio::process::Command, SpawnError> {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(&server.def.args);
+    Ok(cmd)
 }
 
 #[cfg(test)]
