@@ -8,11 +8,11 @@
 //!    non-dumpable flag, which otherwise keeps every process of the user out of lastmile's
 //!    `/proc/<pid>/environ`, `mem`, `maps` and `fd`, and the rest reach it by other roads. A child
 //!    never runs with capabilities;
-//! 3. enters a Landlock domain of its own. Landlock keeps a process from attaching to processes
-//!    outside its domain: the child cannot open `/proc/<pid>/mem` of lastmile or of a sibling
-//!    child. (Kernels differ on the read-only `/proc` files; a sibling's `environ` stays readable
-//!    to a process of the same user, see the README's threat model.) The domain restricts
-//!    nothing else: it handles only the creation of block devices;
+//! 3. enters a Landlock domain of its own. Landlock keeps a process without `CAP_SYS_PTRACE` from
+//!    ptrace-class access to processes outside its domain, which covers `/proc/<pid>/environ`,
+//!    `mem`, `maps` and `fd`: the child cannot read those of lastmile or of a sibling child
+//!    (siblings are dumpable again after their exec, so only this keeps them apart). The domain
+//!    restricts nothing else: it handles only the creation of block devices;
 //! 4. installs a seccomp filter that fails `keyctl`, `add_key`, `request_key`, `ptrace`,
 //!    `process_vm_readv`, `process_vm_writev` and `pidfd_getfd` with `EPERM` — on the native
 //!    entry points and the 32-bit ones (i386 and x32 on x86_64, AArch32 on aarch64), with the
@@ -24,8 +24,8 @@
 //! one line starting with [`FAILURE_PREFIX`] on stderr and exit code
 //! [`ISOLATION_FAILED`](crate::exit_codes::ISOLATION_FAILED), which the gateway reports as the
 //! child's start failure. Only a kernel without Landlock is tolerated, with a warning line: the
-//! keyring and lastmile's own memory stay protected there (by the filter and lastmile's
-//! non-dumpable flag), siblings' `/proc` files do not.
+//! keyring and lastmile's own `/proc` files stay protected there (by the filter and lastmile's
+//! non-dumpable flag), siblings' do not.
 //!
 //! The filter program is written here rather than with seccompiler's rule compiler because that
 //! compiler checks for one architecture and kills every other, and knows nothing of x32's
