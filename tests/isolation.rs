@@ -335,7 +335,13 @@ async fn a_failed_isolation_step_is_the_named_reason_the_server_did_not_start() 
     s.close().await;
     let logs = w.logs();
     assert!(
-        logs.contains("the isolation step failed, the server was not started: cannot run"),
+        logs.contains("the isolation step failed, the server was not started: lastmile __exec could not execute"),
+        "{logs}"
+    );
+    // The step's own line, with the OS's reason, is in the log too.
+    assert!(
+        logs.contains("lastmile __exec: isolation failed: cannot run")
+            && logs.contains("No such file or directory"),
         "{logs}"
     );
 }

@@ -240,12 +240,12 @@ impl Child {
         tracing::info!(server = %name, pid, env = ?env.names(), "child started");
         let stdin = process.stdin().take();
         let stdout = process.stdout().take();
-        let isolation_failure = Arc::new(std::sync::Mutex::new(None));
+        let isolation_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut stderr_task = process.stderr().take().map(|stderr| {
             tokio::spawn(pump_stderr(
                 name.clone(),
                 stderr,
-                Arc::clone(&isolation_failure),
+                Arc::clone(&isolation_failed),
             ))
         });
         let mut guard = StopOnDrop {
@@ -273,11 +273,23 @@ impl Child {
             match tokio::time::timeout(startup_timeout, handler.serve((stdout, stdin))).await {
                 Ok(Ok(service)) => service,
                 Ok(Err(e)) => {
-                    // A failed isolation step says why on stderr, then exits: wait for that EOF.
+                    // A failed isolation step writes its line (logged like any stderr line) and
+                    // exits with a code of its own. The reason shown is built here from that
+                    // code, never from the child's bytes.
                     if let Some(task) = stderr_task.as_mut() {
                         let _ = tokio::time::timeout(STOP_GRACE, task).await;
                     }
-                    if let Some(reason) = isolation_failure.lock().ok().and_then(|r| r.clone()) {
+                    let code = match guard.process.as_mut() {
+                        Some(p) => tokio::time::timeout(STOP_GRACE, p.wait())
+                            .await
+                            .ok()
+                            .and_then(Result::ok)
+                            .and_then(|status| status.code()),
+                        None => None,
+                    };
+                    if isolation_failed.load(std::sync::atomic::Ordering::SeqCst)
+                        && let Some(reason) = isolation_reason(code, &server.def.command)
+                    {
                         return Err(SpawnError::Isolation { reason }.into());
                     }
                     return Err(StartError::Handshake(e.to_string()));
@@ -554,7 +566,7 @@ const STDERR_LINES_PER_SEC: u32 = 200;
 async fn pump_stderr(
     server: Arc<str>,
     mut stderr: tokio::process::ChildStderr,
-    isolation_failure: Arc<std::sync::Mutex<Option<String>>>,
+    isolation_failed: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let mut buf = vec![0u8; 4096];
     let mut line: Vec<u8> = Vec::new();
@@ -567,7 +579,7 @@ async fn pump_stderr(
         };
         for &b in &buf[..n] {
             if b == b'\n' {
-                note_isolation_failure(&line, &isolation_failure);
+                note_isolation_failure(&line, &isolation_failed);
                 if budget.take(&server) {
                     emit_stderr_line(&server, &line, cut);
                 }
@@ -580,21 +592,31 @@ async fn pump_stderr(
             }
         }
     }
-    note_isolation_failure(&line, &isolation_failure);
+    note_isolation_failure(&line, &isolation_failed);
     if !line.is_empty() && budget.take(&server) {
         emit_stderr_line(&server, &line, cut);
     }
     budget.flush(&server);
 }
 
-/// Keep the isolation step's failure line (see `isolate.rs`) for the start error.
-fn note_isolation_failure(line: &[u8], slot: &std::sync::Mutex<Option<String>>) {
-    let prefix = super::isolate::FAILURE_PREFIX.as_bytes();
-    if let Some(reason) = line.strip_prefix(prefix)
-        && let Ok(mut slot) = slot.lock()
-        && slot.is_none()
-    {
-        *slot = Some(String::from_utf8_lossy(reason).into_owned());
+/// Note that the isolation step's failure line (see `isolate.rs`) went by.
+fn note_isolation_failure(line: &[u8], seen: &std::sync::atomic::AtomicBool) {
+    if line.starts_with(super::isolate::FAILURE_PREFIX.as_bytes()) {
+        seen.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// What a failed isolation step's exit code means.
+fn isolation_reason(code: Option<i32>, command: &str) -> Option<String> {
+    let code = u8::try_from(code?).ok()?;
+    if code == crate::exit_codes::ISOLATION_FAILED {
+        Some("lastmile __exec could not isolate it (its line in the log says why)".into())
+    } else if code == crate::exit_codes::EXEC_FAILED {
+        Some(format!(
+            "lastmile __exec could not execute `{command}` (its line in the log says why)"
+        ))
+    } else {
+        None
     }
 }
 
