@@ -7,6 +7,7 @@ mod audit_e2e;
 mod canary;
 mod identity_cli;
 mod identity_e2e;
+#[cfg(target_os = "linux")]
 mod isolation;
 mod passthrough;
 mod resilience;

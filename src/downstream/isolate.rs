@@ -242,6 +242,7 @@ pub fn make_non_dumpable() {
 
 /// The seccomp program: written out as data, so that every architecture's table is tested on
 /// any machine.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) mod seccomp {
     use super::{IsolateError, Policy};
 
