@@ -298,6 +298,46 @@ mod tests {
         assert!(!dbg.contains("canary-value-123"));
     }
 
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_command_is_the_isolation_step_with_no_secret_in_argv() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("srv.toml");
+        let mut def =
+            crate::config::parse_server_file("command = \"/bin/sh\"\nargs = [\"-c\", \"true\"]\n")
+                .unwrap();
+        let argv = |def: &crate::config::ServerDef| {
+            let server = Server {
+                name: "srv".into(),
+                path: path.clone(),
+                def: def.clone(),
+            };
+            let mut env = ChildEnv::from_parts(Vec::new(), &Default::default());
+            env.add_secret("TOKEN".into(), SecretString::from("canary-in-env-only"));
+            let wrap = build_command(&server, &env).unwrap();
+            let std = wrap.command().as_std();
+            assert_eq!(std.get_program(), std::env::current_exe().unwrap());
+            std.get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(argv(&def), ["__exec", "--", "/bin/sh", "-c", "true"]);
+        def.allow_kernel_keyring = true;
+        let opted_out = argv(&def);
+        assert_eq!(
+            opted_out,
+            [
+                "__exec",
+                "--allow-kernel-keyring",
+                "--",
+                "/bin/sh",
+                "-c",
+                "true"
+            ]
+        );
+        assert!(!opted_out.iter().any(|a| a.contains("canary")));
+    }
+
     #[test]
     fn resolves_on_path_and_relative() {
         let dir = tempfile::tempdir().unwrap();
