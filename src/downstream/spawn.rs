@@ -221,6 +221,10 @@ pub fn build_command(server: &Server, env: &ChildEnv) -> Result<CommandWrap, Spa
     Ok(wrap)
 }
 
+/// lastmile's own executable, as the kernel keeps it open.
+#[cfg(target_os = "linux")]
+const SELF_EXE: &str = "/proc/self/exe";
+
 /// `lastmile __exec [--allow-kernel-keyring] -- PROGRAM ARGS…`: nothing secret in argv.
 #[cfg(target_os = "linux")]
 fn isolated_command(
@@ -237,11 +241,8 @@ fn isolated_command(
             server.path.display()
         );
     }
-    let exe = std::env::current_exe().map_err(|e| SpawnError::Os {
-        program: server.def.command.clone(),
-        message: format!("cannot find lastmile's own executable for the isolation step: {e}"),
-    })?;
-    let mut cmd = tokio::process::Command::new(exe);
+    // The running binary itself, even if an upgrade has replaced or removed its file since.
+    let mut cmd = tokio::process::Command::new(SELF_EXE);
     cmd.args(super::isolate::trampoline_args(
         policy,
         program,
@@ -316,7 +317,7 @@ mod tests {
             env.add_secret("TOKEN".into(), SecretString::from("canary-in-env-only"));
             let wrap = build_command(&server, &env).unwrap();
             let std = wrap.command().as_std();
-            assert_eq!(std.get_program(), std::env::current_exe().unwrap());
+            assert_eq!(std.get_program(), SELF_EXE);
             std.get_args()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect::<Vec<_>>()
