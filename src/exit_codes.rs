@@ -18,3 +18,8 @@ pub const SECRETS_UNAVAILABLE: u8 = 6;
 pub const AUDIT_UNAVAILABLE: u8 = 7;
 /// `audit verify` found a broken link in the audit chain.
 pub const AUDIT_TAMPERED: u8 = 8;
+/// `lastmile __exec` (the isolation step a child starts through on Linux) could not set up its
+/// isolation; the child was not started. Chosen, as `env` does, above the codes programs use.
+pub const ISOLATION_FAILED: u8 = 125;
+/// `lastmile __exec` isolated itself but could not execute the child's program.
+pub const EXEC_FAILED: u8 = 126;

@@ -8,6 +8,8 @@ mod canary;
 mod first_turn;
 mod identity_cli;
 mod identity_e2e;
+#[cfg(target_os = "linux")]
+mod isolation;
 mod passthrough;
 mod promise;
 mod resilience;
