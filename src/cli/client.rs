@@ -1,0 +1,137 @@
+//! Start `lastmile serve` as a child process and speak MCP to it as a client — what `tools` and
+//! `call` do to show exactly what a session sees.
+//!
+//! With a tier asked for, a short-lived token for that tier is signed with the profile's signing
+//! secret and handed to the child in a file (mode 0600, in the profile's private data folder,
+//! removed once the child has read it) — never in argv, never in the environment.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use rmcp::ServiceExt;
+use rmcp::service::{RoleClient, RunningService};
+use rmcp::transport::TokioChildProcess;
+use secrecy::ExposeSecret;
+
+use super::error::CliError;
+use super::files::{ensure_private_dir, write_new_private};
+use super::{GlobalArgs, glue};
+use crate::config::{Profile, Tier};
+use crate::identity::{IssueRequest, TokenIssuer};
+
+/// Lifetime of the token `--as TIER` issues: long enough for one look, useless afterwards.
+const AS_TIER_TTL: Duration = Duration::from_secs(5 * 60);
+
+/// A token file that is removed when dropped.
+struct TokenFile(PathBuf);
+
+impl Drop for TokenFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A running gateway and the client connected to it.
+pub(crate) struct Gateway {
+    pub(crate) client: RunningService<RoleClient, ()>,
+    stderr: Option<tokio::task::JoinHandle<String>>,
+}
+
+impl Gateway {
+    /// Close the session; the child stops its servers and exits.
+    pub(crate) async fn close(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.client.cancel()).await;
+        if let Some(t) = self.stderr.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+}
+
+/// Mint the `--as TIER` token and write it to a private file.
+fn token_file(global: &GlobalArgs, profile: &Profile, tier: Tier) -> Result<TokenFile, CliError> {
+    let config = profile.load_config()?;
+    let secret = glue::signing_secret(global)?;
+    let issuer = TokenIssuer::new(&config.auth, &secret)?;
+    let mut req = IssueRequest::new(format!("lastmile-cli-as-{tier}"), tier);
+    req.ttl = Some(AS_TIER_TTL);
+    let issued = issuer.issue(&req)?;
+    let dir = profile.data_dir.join("run");
+    ensure_private_dir(&dir)?;
+    let mut nonce = [0u8; 8];
+    let _ = getrandom::fill(&mut nonce);
+    let path = dir.join(format!("as-tier-{:016x}.token", u64::from_le_bytes(nonce)));
+    write_new_private(&path, issued.token.expose_secret().as_bytes())?;
+    Ok(TokenFile(path))
+}
+
+/// Start `lastmile serve` for the profile (as `tier` when given) and connect.
+pub(crate) async fn connect(global: &GlobalArgs, tier: Option<Tier>) -> Result<Gateway, CliError> {
+    let profile = Profile::locate(&global.profile, global.config_dir.clone())?;
+    let token = match tier {
+        Some(tier) => {
+            let (g, p) = (global.clone(), profile.clone());
+            Some(tokio::task::block_in_place(move || {
+                token_file(&g, &p, tier)
+            })?)
+        }
+        None => None,
+    };
+    let exe =
+        std::env::current_exe().map_err(|e| CliError::io("locate", "the lastmile binary", e))?;
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.arg("--profile")
+        .arg(&global.profile)
+        .arg("--secrets-backend")
+        .arg(&global.secrets_backend);
+    if let Some(dir) = &global.config_dir {
+        cmd.arg("--config-dir").arg(dir);
+    }
+    cmd.arg("serve");
+    if let Some(t) = &token {
+        cmd.arg("--token-file").arg(&t.0);
+    }
+    let (transport, stderr) = TokioChildProcess::builder(cmd)
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| CliError::Gateway {
+            detail: format!("cannot start `lastmile serve`: {e}"),
+            hint: "check that the lastmile binary is intact",
+        })?;
+    let stderr = stderr.map(|mut e| {
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut out = String::new();
+            let _ = e.read_to_string(&mut out).await;
+            out
+        })
+    });
+    let connected = ().serve(transport).await;
+    // The child has read its token before it answers the handshake; the file goes now.
+    drop(token);
+    match connected {
+        Ok(client) => Ok(Gateway { client, stderr }),
+        Err(e) => {
+            let said = match stderr {
+                Some(t) => tokio::time::timeout(Duration::from_secs(5), t)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default(),
+                None => String::new(),
+            };
+            let said = super::output::sanitize_for_terminal(said.trim());
+            if said.contains("session refused") || said.contains("no valid session token") {
+                return Err(CliError::TokenRefused { reason: said });
+            }
+            Err(CliError::Gateway {
+                detail: if said.is_empty() {
+                    format!("the MCP handshake with `lastmile serve` failed: {e}")
+                } else {
+                    format!("`lastmile serve` stopped: {said}")
+                },
+                hint: "run `lastmile doctor`; the log folder (`lastmile doctor` names it) has details",
+            })
+        }
+    }
+}
