@@ -12,3 +12,4 @@ mod resilience;
 mod secrets_store;
 mod serve;
 mod servers_check;
+mod users;
