@@ -7,6 +7,7 @@ mod audit_e2e;
 mod canary;
 mod identity_cli;
 mod identity_e2e;
+mod import;
 mod passthrough;
 mod resilience;
 mod secrets_store;

@@ -186,8 +186,12 @@ fn read_source(args: &ImportArgs) -> Result<Source, CliError> {
 enum Action {
     /// A new servers.d file, and the secrets it names.
     Import(Box<Imported>),
-    /// servers.d already holds exactly this file (an earlier import).
-    AlreadyImported { name: String },
+    /// servers.d already holds exactly this file (an earlier import); the credentials the
+    /// entry holds in the config are named for the rotation warning.
+    AlreadyImported {
+        name: String,
+        credentials: Vec<String>,
+    },
     /// lastmile's own entry.
     Gateway,
     /// Not imported, with the reason.
@@ -517,6 +521,10 @@ fn plan_entry(
         if existing == text {
             return Ok(Action::AlreadyImported {
                 name: name.to_string(),
+                credentials: secrets
+                    .iter()
+                    .map(|s| format!("{} ({})", s.name, s.from))
+                    .collect(),
             });
         }
         return Err(CliError::conflict(
@@ -744,7 +752,7 @@ fn print_plan(p: &Printer, source: &Source, groups: &[Group], dry_run: bool) {
                         p.err(format!("warning: {key}: {}", sanitize_for_terminal(w)));
                     }
                 }
-                Action::AlreadyImported { name } => p.out(format!(
+                Action::AlreadyImported { name, .. } => p.out(format!(
                     "    = {key}: already imported as servers.d/{name}.toml"
                 )),
                 Action::Gateway => p.out(format!("    · {key}: lastmile's own entry")),
@@ -961,6 +969,11 @@ fn apply(
 ) -> Result<(), CliError> {
     let mut credential_names = Vec::new();
     let mut to_set = BTreeSet::new();
+    for e in groups.iter().flat_map(|g| &g.entries) {
+        if let Action::AlreadyImported { credentials, .. } = &e.action {
+            credential_names.extend(credentials.iter().cloned());
+        }
+    }
     for g in groups {
         for i in g.imported() {
             for s in &i.secrets {
@@ -1010,7 +1023,9 @@ fn apply(
         ));
     }
     let imported = groups.iter().flat_map(|g| g.imported()).count();
-    p.out(format!("imported {imported} server(s)"));
+    if imported > 0 {
+        p.out(format!("imported {imported} server(s)"));
+    }
     for (profile, name) in &to_set {
         p.out(format!(
             "to do: lastmile --profile {profile} secrets set {name}"
@@ -1040,6 +1055,30 @@ mod tests {
         assert!(is_valid_server_name(&server_name_for(
             "a-very-long-name-that-goes-on-and-on"
         )));
+    }
+
+    #[test]
+    fn a_config_that_changed_since_it_was_read_is_not_rewritten() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(".claude.json");
+        std::fs::write(&path, r#"{"mcpServers": {}}"#).unwrap();
+        let args = ImportArgs {
+            path: Some(path.clone()),
+            claude_code: false,
+            dry_run: false,
+            rewrite: true,
+            force: false,
+        };
+        let source = read_source(&args).unwrap();
+        assert!(unchanged_since_read(&source).is_ok());
+        // A running Claude Code rewrites its file.
+        std::fs::write(&path, r#"{"mcpServers": {}, "numStartups": 2}"#).unwrap();
+        let e = unchanged_since_read(&source).unwrap_err();
+        assert_eq!(e.exit_code(), crate::exit_codes::CONFLICT);
+        assert!(
+            e.to_string().contains("changed since lastmile read it"),
+            "{e}"
+        );
     }
 
     #[test]
