@@ -422,3 +422,70 @@ async fn a_git_tracked_mcp_json_is_rewritten_only_with_force() {
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&mcp).unwrap()).unwrap();
     assert!(v["mcpServers"]["lastmile"].is_object());
 }
+
+#[tokio::test]
+async fn a_secret_that_cannot_be_stored_undoes_the_run() {
+    // Kernel keyutils caps a value near 32 KiB; other backends may take it, so this is keyutils only.
+    let w = World::new();
+    if w.backend != "keyutils" {
+        return;
+    }
+    let huge = format!("sk-{}", "a1".repeat(20_000));
+    let v = json!({ "mcpServers": {
+        "a-first": { "command": "npx", "args": ["a"], "env": { "A_API_KEY": BRAVE_KEY } },
+        "b-second": { "command": "npx", "args": ["b"], "env": { "B_API_KEY": huge } }
+    }});
+    let config = desktop_config(&w);
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    let original = serde_json::to_string(&v).unwrap();
+    std::fs::write(&config, &original).unwrap();
+    let out = w.run(&["import", "--rewrite"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(exit_codes::SECRETS_UNAVAILABLE as i32),
+        "{out:?}"
+    );
+    assert!(
+        !text(&out.stderr).contains(&huge[..40]),
+        "the value is not echoed"
+    );
+    assert!(
+        store_keys(&w, &w.profile).is_empty(),
+        "the first secret was removed again"
+    );
+    assert!(server_files(&w).is_empty(), "no server file");
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        original,
+        "the config is untouched"
+    );
+}
+
+#[tokio::test]
+async fn a_partly_migrated_config_imports_only_what_is_left() {
+    let w = World::new();
+    let exe = std::fs::canonicalize(crate::util::LASTMILE).unwrap();
+    let v = json!({ "mcpServers": {
+        "lastmile": { "command": exe.display().to_string(), "args": ["serve"] },
+        "time": { "command": "uvx", "args": ["mcp-server-time"] }
+    }});
+    let config = desktop_config(&w);
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(&config, serde_json::to_string(&v).unwrap()).unwrap();
+    let out = w.run(&["import", "--rewrite"]).await;
+    assert_eq!(out.status.code(), Some(exit_codes::OK as i32), "{out:?}");
+    assert!(
+        text(&out.stdout).contains("· lastmile: lastmile's own entry"),
+        "{out:?}"
+    );
+    assert_eq!(server_files(&w), ["time.toml"]);
+    let after: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let names: Vec<&String> = after["mcpServers"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["lastmile"], "one lastmile entry, not two");
+    let out = w.run(&["import"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(exit_codes::CONFLICT as i32),
+        "{out:?}"
+    );
+}
