@@ -120,9 +120,13 @@ pub(crate) async fn connect(global: &GlobalArgs, tier: Option<Tier>) -> Result<G
                     .unwrap_or_default(),
                 None => String::new(),
             };
-            let said = super::output::sanitize_for_terminal(said.trim());
+            let said = super::output::sanitize_for_terminal(&without_log_prefix(said.trim()));
             if said.contains("session refused") || said.contains("no valid session token") {
                 return Err(CliError::TokenRefused { reason: said });
+            }
+            if said.contains("\nhint: ") {
+                // serve said what to do; a second hint would only repeat it.
+                return Err(CliError::Other(format!("`lastmile serve` stopped: {said}")));
             }
             Err(CliError::Gateway {
                 detail: if said.is_empty() {
@@ -133,5 +137,35 @@ pub(crate) async fn connect(global: &GlobalArgs, tier: Option<Tier>) -> Result<G
                 hint: "run `lastmile doctor`; the log folder (`lastmile doctor` names it) has details",
             })
         }
+    }
+}
+
+/// serve's stderr lines without the timestamp and level a log line starts with.
+fn without_log_prefix(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let mut words = line.splitn(3, ' ');
+            match (words.next(), words.next(), words.next()) {
+                (Some(ts), Some("ERROR" | "WARN" | "INFO"), Some(rest))
+                    if ts.len() > 20 && ts.as_bytes()[4] == b'-' && ts.ends_with('Z') =>
+                {
+                    rest.trim_start().to_string()
+                }
+                _ => line.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_prefixes_are_dropped() {
+        let said = "2026-11-30T05:38:48.393357Z ERROR cannot open the audit log: x\nhint: y";
+        assert_eq!(
+            super::without_log_prefix(said),
+            "cannot open the audit log: x\nhint: y"
+        );
     }
 }
