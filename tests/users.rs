@@ -230,6 +230,10 @@ async fn tools_and_call_see_what_a_session_of_the_tier_sees() {
     // Without a saved token, the gateway refuses the session: AUTH_REFUSED.
     let out = w.run(&["tools"]).await;
     assert_eq!(code(&out), Some(exit_codes::AUTH_REFUSED as i32), "{out:?}");
+    // Regression (#11): serve's refusal printed `hint: hint:`.
+    let err = text(&out.stderr);
+    assert!(err.contains("no valid session token"), "{err}");
+    assert_eq!(err.matches("hint:").count(), 1, "{err}");
     assert!(run_init(&w).await.status.success());
 
     let out = w.run(&["tools"]).await;

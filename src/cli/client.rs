@@ -122,7 +122,10 @@ pub(crate) async fn connect(global: &GlobalArgs, tier: Option<Tier>) -> Result<G
             };
             let said = super::output::sanitize_for_terminal(&without_log_prefix(said.trim()));
             if said.contains("session refused") || said.contains("no valid session token") {
-                return Err(CliError::TokenRefused { reason: said });
+                let reason = said.strip_prefix("session refused: ").unwrap_or(&said);
+                return Err(CliError::TokenRefused {
+                    reason: format!("the gateway refused the session: {reason}"),
+                });
             }
             if said.contains("\nhint: ") {
                 // serve said what to do; a second hint would only repeat it.

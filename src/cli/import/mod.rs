@@ -1025,6 +1025,8 @@ fn apply(
     let imported = groups.iter().flat_map(|g| g.imported()).count();
     if imported > 0 {
         p.out(format!("imported {imported} server(s)"));
+    } else if new_text.is_none() {
+        p.out("nothing to import: no stdio server in the config is new");
     }
     for (profile, name) in &to_set {
         p.out(format!(
