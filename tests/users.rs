@@ -253,9 +253,10 @@ async fn tools_and_call_see_what_a_session_of_the_tier_sees() {
         .collect();
     assert_eq!(names.len(), FIXTURE_TOOLS, "{names:?}");
     assert!(names.iter().all(|n| n.starts_with("open__")), "{names:?}");
-    // The token file for --as is gone, and no token reached argv or the output.
+    // The token file for --as is gone, and no token reached the output.
     let run_dir = w.data_dir().join("run");
     assert_eq!(std::fs::read_dir(&run_dir).unwrap().count(), 0);
+    assert!(!text(&out.stdout).contains("eyJ") && !text(&out.stderr).contains("eyJ"));
 
     let out = w
         .run(&["call", "open__echo", r#"{"text": "hi from call"}"#])
@@ -360,4 +361,61 @@ async fn the_readme_lists_every_exit_code() {
             "README lacks exit code {code} {name}"
         );
     }
+}
+
+/// The `serve` child of `pid`, by its command line.
+fn serve_child_of(pid: u32) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let child: u32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+        let ppid: u32 = stat
+            .rsplit(')')
+            .next()?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        (ppid == pid).then_some(child)
+    })
+}
+
+#[tokio::test]
+async fn call_as_a_tier_hands_the_token_over_in_a_file_never_in_argv_or_env() {
+    let w = World::new();
+    w.fixture("open", &[], "");
+    w.require_auth("").await;
+    let child = w
+        .command(&["call", "open__sleep", r#"{"ms": 1500}"#, "--as", "user"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let mut serve = None;
+    assert!(
+        crate::util::eventually(std::time::Duration::from_secs(10), || {
+            serve = serve_child_of(pid);
+            serve.is_some()
+        })
+        .await,
+        "no serve child"
+    );
+    let serve = serve.unwrap();
+    let cmdline = std::fs::read(format!("/proc/{serve}/cmdline")).unwrap();
+    let environ = std::fs::read(format!("/proc/{serve}/environ")).unwrap_or_default();
+    let cmdline = text(&cmdline).replace('\0', " ");
+    assert!(cmdline.contains("--token-file"), "{cmdline}");
+    assert!(!cmdline.contains("eyJ"), "a token in argv: {cmdline}");
+    assert!(
+        !text(&environ).contains("eyJ"),
+        "a token in the environment"
+    );
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        std::fs::read_dir(w.data_dir().join("run")).unwrap().count(),
+        0,
+        "the token file is removed"
+    );
 }
