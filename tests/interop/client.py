@@ -10,7 +10,7 @@ import sys
 import traceback
 
 import mcp.types as types
-from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp import Client, ClientSession, StdioServerParameters, stdio_client
 
 ENV = os.environ
 LASTMILE = ENV["INTEROP_LASTMILE"]
@@ -227,6 +227,48 @@ async def main():
                 ensure(servers == ["everything", "time"], f"servers: {servers}")
 
     await c.check("a non-admin session sees only its tier's servers", user_scope)
+
+    print("python SDK client, mode=auto (server/discover first):", file=sys.stderr)
+    async with Client(
+        server(),
+        mode="auto",
+        sampling_callback=sampling,
+        elicitation_callback=elicitation,
+        list_roots_callback=roots,
+    ) as modern:
+
+        async def negotiated():
+            ensure(modern.protocol_version == "2026-07-28", f"negotiated {modern.protocol_version}")
+
+        await c.check("discover negotiates 2026-07-28 with lastmile", negotiated)
+
+        async def modern_tools():
+            names = sorted(t.name for t in (await modern.list_tools()).tools)
+            for want in ("everything__echo", "memory__read_graph", "time__get_current_time"):
+                ensure(want in names, f"{want} missing from {names}")
+
+        await c.check("tools from every server on 2026-07-28", modern_tools)
+
+        async def modern_call():
+            r = await modern.call_tool("everything__get-env", {})
+            env = json.loads(text_of(r))
+            ensure(env.get("INTEROP_NONCE") == NONCE and API_KEY not in text_of(r), "get-env on 2026-07-28")
+
+        await c.check(
+            "a call on 2026-07-28",
+            modern_call,
+            gap="gateway core: a 2025-x child's tools/call result reaches a 2026-07-28 client without the required `resultType`, which the Python SDK rejects",
+        )
+
+        async def modern_sampling():
+            r = await modern.call_tool("everything__trigger-sampling-request", {"prompt": "hi", "maxTokens": 5})
+            ensure("py-sampled" in text_of(r), text_of(r)[:300])
+
+        await c.check(
+            "a 2025-x child's sampling request reaches a 2026-07-28 client as input-required",
+            modern_sampling,
+            gap="gateway core: a 2025-x child's sampling/createMessage is not bridged into an input-required result on a 2026-07-28 session (and the call result lacks `resultType`)",
+        )
     return c.summary()
 
 
