@@ -79,7 +79,7 @@ enum Command {
     /// Add, list, remove and check the server definitions in servers.d.
     #[command(subcommand)]
     #[command(
-        after_help = "Examples:\n  lastmile servers add github --tier user --secret GITHUB_TOKEN -- npx -y @modelcontextprotocol/server-github\n  lastmile servers list\n  lastmile servers check"
+        after_help = "Examples:\n  lastmile servers add github --tier admin --tier user --secret GITHUB_TOKEN -- npx -y @modelcontextprotocol/server-github\n  lastmile servers list\n  lastmile servers check"
     )]
     Servers(servers::ServersCommand),
     /// List the tools a session sees, by starting the gateway and acting as its client.

@@ -24,7 +24,7 @@ use crate::secrets::{BackendRequest, SecretKey, SecretStore, child_secrets, open
 pub(crate) enum ServersCommand {
     /// Write servers.d/NAME.toml for a server started as COMMAND ARGS…
     #[command(
-        after_help = "Examples:\n  lastmile servers add time --tier user -- uvx mcp-server-time\n  lastmile servers add github --tier user --secret GITHUB_TOKEN -- npx -y @modelcontextprotocol/server-github\n  lastmile servers add api --secret API_KEY=MY_SERVICE_KEY --env LOG_LEVEL=info -- ./api-server"
+        after_help = "Examples:\n  lastmile servers add time --tier admin --tier user -- uvx mcp-server-time\n  lastmile servers add github --tier admin --tier user --secret GITHUB_TOKEN -- npx -y @modelcontextprotocol/server-github\n  lastmile servers add api --secret API_KEY=MY_SERVICE_KEY --env LOG_LEVEL=info -- ./api-server"
     )]
     Add(AddArgs),
     /// List the servers: tiers, secrets present or missing, last start.
@@ -204,6 +204,13 @@ fn add(global: &GlobalArgs, profile: &Profile, args: AddArgs, p: &Printer) -> Re
         None => "admin only (no --tier given)".into(),
     };
     p.out(format!("  tiers: {tiers}"));
+    if def
+        .tiers
+        .as_ref()
+        .is_some_and(|t| !t.contains(&Tier::Admin))
+    {
+        p.err("note: admin sessions (the token `lastmile init` saved) cannot use it; add `--tier admin` if they should");
+    }
     if !def.secrets.is_empty() {
         let missing = missing_secrets(global, profile, &def.secrets);
         for r in &def.secrets {
