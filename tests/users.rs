@@ -136,7 +136,10 @@ async fn servers_add_list_rm() {
         ])
         .await;
     assert_eq!(code(&out), Some(exit_codes::OK as i32), "{out:?}");
-    assert!(text(&out.stderr).contains("note: admin sessions"), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("note: admin sessions"),
+        "{out:?}"
+    );
     let file = w.servers_dir().join("fx.toml");
     assert_eq!(mode(&file), 0o600);
     let def =

@@ -29,7 +29,13 @@ pub use output::Printer;
 /// lastmile: a local MCP gateway whose credentials reach tools through their environment and
 /// nowhere else.
 #[derive(Debug, Parser)]
-#[command(name = "lastmile", version, about, long_about = None)]
+#[command(
+    name = "lastmile",
+    version,
+    about,
+    long_about = None,
+    after_help = "Examples:\n  lastmile init\n  lastmile import --dry-run\n  lastmile tools --as user\n  lastmile doctor\n\nExit codes: 0 ok, 1 failure, 2 usage, 3 config invalid, 4 session refused, 5 signing secret missing or weak,\n6 keyring unavailable, 7 audit unavailable, 8 audit tampered, 9 conflict, 10 doctor found a problem, 11 tool failed."
+)]
 pub struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
