@@ -423,3 +423,18 @@ async fn call_as_a_tier_hands_the_token_over_in_a_file_never_in_argv_or_env() {
         "the token file is removed"
     );
 }
+
+#[tokio::test]
+async fn tools_waits_for_a_server_announced_after_the_first_list() {
+    let w = World::new();
+    w.fixture("fast", &[], "");
+    // Slower than the gateway's first-list grace: it comes up later, with a list change.
+    w.fixture("slow", &["--slow-start", "2500"], "");
+    let out = w.run(&["tools"]).await;
+    assert_eq!(code(&out), Some(exit_codes::OK as i32), "{out:?}");
+    let listed = text(&out.stdout);
+    assert!(listed.contains("slow__echo"), "{listed}");
+    assert_eq!(listed.lines().count(), 2 * FIXTURE_TOOLS, "{listed}");
+    let out = w.run(&["call", "slow__echo", r#"{"text": "late"}"#]).await;
+    assert_eq!(code(&out), Some(exit_codes::OK as i32), "{out:?}");
+}

@@ -9,10 +9,15 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use rmcp::ServiceExt;
-use rmcp::service::{RoleClient, RunningService};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use rmcp::model::Tool;
+use rmcp::service::{NotificationContext, RoleClient, RunningService};
 use rmcp::transport::TokioChildProcess;
-use secrecy::ExposeSecret;
+use rmcp::{ClientHandler, ServiceExt};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Notify;
 
 use super::error::CliError;
 use super::files::{ensure_private_dir, write_new_private};
@@ -32,13 +37,57 @@ impl Drop for TokenFile {
     }
 }
 
+/// The client side: it only listens for list changes (late servers are announced so).
+#[derive(Clone, Default)]
+pub(crate) struct Listener {
+    changed: Arc<Notify>,
+}
+
+impl ClientHandler for Listener {
+    async fn on_tool_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
+        // notify_one keeps a permit when nobody waits yet, so a change is never missed.
+        self.changed.notify_one();
+    }
+}
+
 /// A running gateway and the client connected to it.
 pub(crate) struct Gateway {
-    pub(crate) client: RunningService<RoleClient, ()>,
+    pub(crate) client: RunningService<RoleClient, Listener>,
+    changed: Arc<Notify>,
     stderr: Option<tokio::task::JoinHandle<String>>,
 }
 
 impl Gateway {
+    /// The tools, listed again after each list change until `done` holds for them or `wait`
+    /// has passed (the gateway answers the first list after a short grace and announces the
+    /// servers that come up later).
+    pub(crate) async fn tools_until(
+        &self,
+        wait: Duration,
+        done: impl Fn(&[Tool]) -> bool,
+    ) -> Result<Vec<Tool>, CliError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let tools = self
+                .client
+                .list_all_tools()
+                .await
+                .map_err(|e| CliError::Gateway {
+                    detail: format!("tools/list failed: {e}"),
+                    hint: "run `lastmile doctor`",
+                })?;
+            if done(&tools) {
+                return Ok(tools);
+            }
+            if tokio::time::timeout_at(deadline, self.changed.notified())
+                .await
+                .is_err()
+            {
+                return Ok(tools);
+            }
+        }
+    }
+
     /// Close the session; the child stops its servers and exits.
     pub(crate) async fn close(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(10), self.client.cancel()).await;
@@ -106,11 +155,17 @@ pub(crate) async fn connect(global: &GlobalArgs, tier: Option<Tier>) -> Result<G
             out
         })
     });
-    let connected = ().serve(transport).await;
+    let listener = Listener::default();
+    let changed = Arc::clone(&listener.changed);
+    let connected = listener.serve(transport).await;
     // The child has read its token before it answers the handshake; the file goes now.
     drop(token);
     match connected {
-        Ok(client) => Ok(Gateway { client, stderr }),
+        Ok(client) => Ok(Gateway {
+            client,
+            changed,
+            stderr,
+        }),
         Err(e) => {
             let said = match stderr {
                 Some(t) => tokio::time::timeout(Duration::from_secs(5), t)
@@ -141,6 +196,65 @@ pub(crate) async fn connect(global: &GlobalArgs, tier: Option<Tier>) -> Result<G
             })
         }
     }
+}
+
+/// The server prefixes a session will see tools from, and how long their start may take. The
+/// tier of a saved token is read without verifying it: it only decides what to wait for, the
+/// gateway decides what is shown.
+pub(crate) fn expected_servers(
+    global: &GlobalArgs,
+    tier: Option<Tier>,
+) -> Result<(BTreeSet<String>, Duration), CliError> {
+    let profile = Profile::locate(&global.profile, global.config_dir.clone())?;
+    let config = profile.load_config()?;
+    let tier = match tier {
+        Some(t) => t,
+        None if config.auth.mode == crate::config::AuthMode::Disabled => Tier::Admin,
+        None => session_tier(global).unwrap_or(Tier::Admin),
+    };
+    let mut wait = config.defaults.startup_timeout.0;
+    let mut expected = BTreeSet::new();
+    for s in crate::config::load_servers_dir(&profile.servers_dir()).servers {
+        if s.def.disabled || !s.allows(tier) || s.prefix().is_empty() {
+            continue;
+        }
+        if let Some(t) = s.def.startup_timeout {
+            wait = wait.max(t.0);
+        }
+        expected.insert(s.prefix().to_string());
+    }
+    Ok((expected, wait + Duration::from_secs(1)))
+}
+
+/// The tier written in the token `serve` will use (LASTMILE_TOKEN, else the saved one).
+fn session_tier(global: &GlobalArgs) -> Option<Tier> {
+    let token = match std::env::var(crate::identity::ENV_TOKEN) {
+        Ok(t) if !t.trim().is_empty() => SecretString::from(t),
+        _ => {
+            let (_, opened) = super::glue::open_profile_store(global).ok()?;
+            opened
+                .store
+                .get(&crate::secrets::SecretKey::Internal(
+                    crate::secrets::Internal::SessionToken,
+                ))
+                .ok()??
+        }
+    };
+    let claims = crate::identity::inspect_unverified(token.expose_secret().as_bytes()).claims?;
+    claims["tier"].as_str()?.parse().ok()
+}
+
+/// The servers (by prefix) that have no tool in `tools`.
+pub(crate) fn missing_servers(expected: &BTreeSet<String>, tools: &[Tool]) -> Vec<String> {
+    let seen: BTreeSet<&str> = tools
+        .iter()
+        .filter_map(|t| t.name.split_once("__").map(|(p, _)| p))
+        .collect();
+    expected
+        .iter()
+        .filter(|p| !seen.contains(p.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// serve's stderr lines without the timestamp and level a log line starts with.

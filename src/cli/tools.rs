@@ -46,15 +46,23 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 pub(crate) fn run_tools(global: &GlobalArgs, args: ToolsArgs) -> Result<(), CliError> {
     crate::telemetry::init_cli();
     runtime()?.block_on(async {
+        let (expected, wait) = client::expected_servers(global, args.as_tier)?;
         let gw = client::connect(global, args.as_tier).await?;
-        let listed = gw.client.list_all_tools().await;
+        let listed = gw
+            .tools_until(wait, |t| client::missing_servers(&expected, t).is_empty())
+            .await;
         gw.close().await;
-        let mut tools = listed.map_err(|e| CliError::Gateway {
-            detail: format!("tools/list failed: {e}"),
-            hint: "run `lastmile doctor`",
-        })?;
+        let mut tools = listed?;
         tools.sort_by(|a, b| a.name.cmp(&b.name));
         print_tools(&Printer, &tools, args.json, args.as_tier);
+        let missing = client::missing_servers(&expected, &tools);
+        if !missing.is_empty() {
+            Printer.err(format!(
+                "note: no tools from {} within {}s (not started, or offering none)\nhint: `lastmile servers list` and `lastmile doctor` say why",
+                missing.join(", "),
+                wait.as_secs()
+            ));
+        }
         Ok(())
     })
 }
@@ -126,7 +134,19 @@ pub(crate) fn run_call(global: &GlobalArgs, args: CallArgs) -> Result<(), CliErr
     let arguments = arguments(args.arguments.as_deref())?;
     let p = Printer;
     runtime()?.block_on(async {
+        let (expected, wait) = client::expected_servers(global, args.as_tier)?;
         let gw = client::connect(global, args.as_tier).await?;
+        // A server still starting is announced later; wait for the tool to be listed.
+        let name = args.name.clone();
+        if let Err(e) = gw
+            .tools_until(wait, |t| {
+                t.iter().any(|t| t.name == name) || client::missing_servers(&expected, t).is_empty()
+            })
+            .await
+        {
+            gw.close().await;
+            return Err(e);
+        }
         let mut params = CallToolRequestParams::new(args.name.clone());
         params.arguments = Some(arguments);
         let called = gw.client.call_tool(params).await;
