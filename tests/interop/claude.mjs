@@ -21,10 +21,12 @@ const NONCE = env.INTEROP_NONCE;
 const API_KEY = env.INTEROP_API_KEY_VALUE;
 const TOOL = "mcp__lastmile__everything__get-env";
 const TOOL_USE_ID = "toolu_01InteropLastmileGetEnv";
+const TIME_TOOL = "mcp__lastmile__time__get_current_time";
 
 const requests = [];
 let toolResult = null;
 let waited = false;
+let sleeps = 0;
 
 /** Server-sent events for one assistant message made of `blocks`. */
 function sse(blocks, stopReason) {
@@ -60,13 +62,20 @@ function answer(body) {
     return { blocks: [{ type: "text", text: "The tool ran through lastmile." }], stop: "end_turn" };
   }
   const offered = (body.tools || []).map((t) => t.name);
-  if (offered.includes(TOOL)) {
+  const allUp = offered.includes(TOOL) && offered.includes(TIME_TOOL);
+  if (allUp || (offered.includes(TOOL) && sleeps >= 10)) {
     return { blocks: [{ type: "tool_use", id: TOOL_USE_ID, name: TOOL, input: {} }], stop: "tool_use" };
   }
   // Claude Code connects MCP servers in the background; a model asks to wait for them.
   if (offered.includes("WaitForMcpServers") && !waited) {
     waited = true;
     return { blocks: [{ type: "tool_use", id: "toolu_01InteropWait", name: "WaitForMcpServers", input: { servers: ["lastmile"] } }], stop: "tool_use" };
+  }
+  // lastmile answers the first list after a short grace and announces slower servers with
+  // tools/list_changed; on a cold profile a model may have to wait a moment for them.
+  if (sleeps < 10) {
+    sleeps += 1;
+    return { blocks: [{ type: "tool_use", id: `toolu_01InteropSleep${sleeps}`, name: "Bash", input: { command: "sleep 1", description: "wait for the tools" } }], stop: "tool_use" };
   }
   return { blocks: [{ type: "text", text: "ok" }], stop: "end_turn" };
 }
@@ -149,10 +158,11 @@ await c.check("claude mcp list connects to lastmile", async () => {
 let run;
 await c.check("claude -p lists lastmile's tools and calls one", async () => {
   run = await claude(["-p", "Show me the environment of the everything server.", "--allowedTools", TOOL,
-    "--allowedTools", "WaitForMcpServers", "--output-format", "json", "--max-turns", "4"]);
+    "--allowedTools", "WaitForMcpServers", "--allowedTools", "Bash(sleep:*)", "--output-format", "json", "--max-turns", "16"]);
   const offered = requests.flatMap((r) => (r.tools || []).map((t) => t.name));
   assert(offered.includes(TOOL), `Claude Code did not offer ${TOOL}; offered: ${[...new Set(offered)].filter((n) => n.startsWith("mcp__")).join(", ")}; exit ${run.code}: ${run.err.slice(-2000)}`);
-  assert(offered.includes("mcp__lastmile__time__get_current_time"), "time's tools are missing");
+  assert(offered.includes(TIME_TOOL), "time's tools are missing");
+  console.error(`  (the model waited ${sleeps} turn(s) of one second for late servers)`);
   assert(toolResult, `no tool_result reached the stand-in; exit ${run.code}: ${run.out.slice(-1000)}${run.err.slice(-1000)}`);
 });
 

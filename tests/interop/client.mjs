@@ -8,6 +8,7 @@ import {
   ElicitRequestSchema,
   ListRootsRequestSchema,
   ResourceListChangedNotificationSchema,
+  ToolListChangedNotificationSchema,
 } from "@modelcontextprotocol/sdk/types.js";
 
 import { BASE_ENV, Checks, assert, elicitationAnswer, textOf } from "./lib.mjs";
@@ -30,7 +31,7 @@ async function connect(tokenFile) {
     { name: "interop-ts", version: "1.0.0" },
     { capabilities: { sampling: {}, elicitation: { form: {} }, roots: { listChanged: true } } },
   );
-  const seen = { listChanged: 0, sampled: 0, elicited: 0, rootsAsked: 0 };
+  const seen = { listChanged: 0, toolsChanged: 0, sampled: 0, elicited: 0, rootsAsked: 0 };
   client.setRequestHandler(CreateMessageRequestSchema, async (req) => {
     seen.sampled += 1;
     return { model: "interop-model", role: "assistant", content: { type: "text", text: `sampled:${req.params.messages.length}` } };
@@ -43,11 +44,26 @@ async function connect(tokenFile) {
     seen.rootsAsked += 1;
     return { roots: [{ uri: `file://${FS_DIR}`, name: "interop" }] };
   });
+  client.setNotificationHandler(ToolListChangedNotificationSchema, async () => {
+    seen.toolsChanged += 1;
+  });
   client.setNotificationHandler(ResourceListChangedNotificationSchema, async () => {
     seen.listChanged += 1;
   });
   await client.connect(transport);
   return { client, seen };
+}
+
+/** List tools again after each tools/list_changed until `servers` all have tools (or 30 s). */
+async function toolsOf(client, seen, servers) {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const changes = seen.toolsChanged;
+    const names = await allTools(client);
+    const have = new Set(names.map((n) => n.split("__")[0]));
+    if (servers.every((s) => have.has(s)) || Date.now() > deadline) return names;
+    while (seen.toolsChanged === changes && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 async function allTools(client) {
@@ -67,7 +83,8 @@ const { client, seen } = await connect(undefined);
 let tools = [];
 
 await c.check("tools from every server, namespaced", async () => {
-  tools = await allTools(client);
+  // Servers slower than the gateway's first-list grace are announced with list_changed.
+  tools = await toolsOf(client, seen, ["everything", "memory", "filesystem", "time"]);
   for (const name of ["everything__echo", "everything__get-env", "memory__read_graph", "filesystem__list_directory", "time__get_current_time"]) {
     assert(tools.includes(name), `${name} missing from ${tools.join(", ")}`);
   }
@@ -158,9 +175,9 @@ await client.close();
 
 console.error("typescript SDK client, user session:");
 await c.check("a non-admin session sees only its tier's servers", async () => {
-  const { client: user } = await connect(env.INTEROP_USER_TOKEN_FILE);
+  const { client: user, seen: userSeen } = await connect(env.INTEROP_USER_TOKEN_FILE);
   try {
-    const names = await allTools(user);
+    const names = await toolsOf(user, userSeen, ["everything", "time"]);
     assert(names.length > 0, "no tools");
     const servers = new Set(names.map((n) => n.split("__")[0]));
     assert([...servers].sort().join(",") === "everything,time", `servers: ${[...servers]}`);

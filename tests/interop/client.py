@@ -56,6 +56,7 @@ class Seen:
     sampled = 0
     elicited = 0
     list_changed = 0
+    tools_changed = 0
 
 
 async def sampling(_ctx, params):
@@ -101,6 +102,8 @@ async def messages(message):
     root = getattr(message, "root", message)
     if isinstance(root, types.ResourceListChangedNotification):
         Seen.list_changed += 1
+    if isinstance(root, types.ToolListChangedNotification):
+        Seen.tools_changed += 1
 
 
 def server(token_file=None):
@@ -108,6 +111,21 @@ def server(token_file=None):
     env = {k: v for k, v in ENV.items() if k != "INTEROP_API_KEY_VALUE"}
     env["LASTMILE_INTEROP_CANARY"] = "only-lastmile-has-this"
     return StdioServerParameters(command=LASTMILE, args=args, env=env)
+
+
+async def tools_of(session, servers, lister=None):
+    """List again after each tools/list_changed until every server has tools (or 30 s)."""
+    lister = lister or (lambda: all_tools(session))
+    for _ in range(600):
+        changes = Seen.tools_changed
+        names = await lister()
+        if {n.split("__")[0] for n in names} >= set(servers):
+            return names
+        for _ in range(100):
+            if Seen.tools_changed != changes:
+                break
+            await asyncio.sleep(0.05)
+    return names
 
 
 async def all_tools(session):
@@ -135,7 +153,7 @@ async def main():
             await session.initialize()
 
             async def every_server():
-                names = await all_tools(session)
+                names = await tools_of(session, ["everything", "memory", "filesystem", "time"])
                 for want in ("everything__echo", "memory__read_graph", "filesystem__list_directory", "time__get_current_time"):
                     ensure(want in names, f"{want} missing from {names}")
 
@@ -220,9 +238,9 @@ async def main():
 
     async def user_scope():
         async with stdio_client(server(ENV["INTEROP_USER_TOKEN_FILE"])) as (read, write):
-            async with ClientSession(read, write) as session:
+            async with ClientSession(read, write, message_handler=messages) as session:
                 await session.initialize()
-                names = await all_tools(session)
+                names = await tools_of(session, ["everything", "time"])
                 servers = sorted({n.split("__")[0] for n in names})
                 ensure(servers == ["everything", "time"], f"servers: {servers}")
 
@@ -235,6 +253,7 @@ async def main():
         sampling_callback=sampling,
         elicitation_callback=elicitation,
         list_roots_callback=roots,
+        message_handler=messages,
     ) as modern:
 
         async def negotiated():
@@ -243,7 +262,10 @@ async def main():
         await c.check("discover negotiates 2026-07-28 with lastmile", negotiated)
 
         async def modern_tools():
-            names = sorted(t.name for t in (await modern.list_tools()).tools)
+            async def modern_list():
+                return sorted(t.name for t in (await modern.list_tools(cache_mode="bypass")).tools)
+
+            names = await tools_of(None, ["everything", "memory", "time"], modern_list)
             for want in ("everything__echo", "memory__read_graph", "time__get_current_time"):
                 ensure(want in names, f"{want} missing from {names}")
 
