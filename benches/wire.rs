@@ -29,9 +29,7 @@ fn wire(c: &mut Criterion) {
         let line = request(size);
         let mut group = c.benchmark_group(format!("tools_call_{size}_byte_arguments"));
         group.measurement_time(Duration::from_secs(3));
-        group.bench_function("copy", |b| {
-            b.iter(|| black_box(line.as_slice()).to_vec())
-        });
+        group.bench_function("copy", |b| b.iter(|| black_box(line.as_slice()).to_vec()));
         group.bench_function("envelope_rewrite", |b| {
             let mut framer = Framer::new(1 << 20);
             let mut out = Vec::with_capacity(line.len() + 16);

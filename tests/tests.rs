@@ -8,6 +8,7 @@ mod canary;
 mod first_turn;
 mod identity_cli;
 mod identity_e2e;
+mod import;
 #[cfg(target_os = "linux")]
 mod isolation;
 mod passthrough;
@@ -17,3 +18,4 @@ mod secrets_store;
 mod serve;
 mod servers_check;
 mod subscriptions;
+mod users;

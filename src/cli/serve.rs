@@ -106,7 +106,7 @@ pub(crate) fn run(global: &GlobalArgs, args: ServeArgs) -> u8 {
             Ok(session) => session,
             Err(refusal) => {
                 // Required mode: the reason reaches the user, nothing downstream starts.
-                let reason = format!("session refused: {refusal}\nhint: {}", refusal.hint());
+                let reason = format!("session refused: {refusal}\n{}", refusal.hint());
                 tracing::error!("{reason}");
                 record_session(&sink, None, SessionEvent::Refused, Some(refusal.to_string()), mode).await;
                 refuse_session(reason, refusal.code()).await;

@@ -350,7 +350,10 @@ mod tests {
     fn named_errors() {
         assert!(matches!(parse("nope"), Err(WireError::NotJson(_))));
         assert_eq!(parse("[1,2]").unwrap_err(), WireError::NotAnObject);
-        assert_eq!(parse(r#"{"id":1,"method":"x"}"#).unwrap_err(), WireError::BadVersion);
+        assert_eq!(
+            parse(r#"{"id":1,"method":"x"}"#).unwrap_err(),
+            WireError::BadVersion
+        );
         assert_eq!(
             parse(r#"{"jsonrpc":"2.0","id":{},"method":"x"}"#).unwrap_err(),
             WireError::BadId
@@ -359,7 +362,10 @@ mod tests {
             parse(r#"{"jsonrpc":"2.0","id":1,"method":7}"#).unwrap_err(),
             WireError::BadMethod
         );
-        assert_eq!(parse(r#"{"jsonrpc":"2.0"}"#).unwrap_err(), WireError::NoKind);
+        assert_eq!(
+            parse(r#"{"jsonrpc":"2.0"}"#).unwrap_err(),
+            WireError::NoKind
+        );
         assert_eq!(
             parse(r#"{"jsonrpc":"2.0","id":1,"method":"a","method":"b"}"#).unwrap_err(),
             WireError::DuplicateKey("method".into())
@@ -372,8 +378,10 @@ mod tests {
 
     #[test]
     fn duplicate_params_members_are_refused_where_they_are_read() {
-        let m = parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#)
-            .unwrap();
+        let m = parse(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#,
+        )
+        .unwrap();
         assert_eq!(m.params().unwrap_err(), WireError::BadParams);
     }
 
@@ -385,7 +393,10 @@ mod tests {
         rename(&mut m, "create").unwrap();
         let out = m.to_json();
         // Untouched members keep their exact bytes (spacing, number form, escapes).
-        assert!(out.contains(r#""arguments":{"b":[1, 2.50, "\u00e9"]}"#), "{out}");
+        assert!(
+            out.contains(r#""arguments":{"b":[1, 2.50, "\u00e9"]}"#),
+            "{out}"
+        );
         let mut a: serde_json::Value = serde_json::from_str(line).unwrap();
         let b: serde_json::Value = serde_json::from_str(&out).unwrap();
         a["id"] = 17.into();
@@ -403,9 +414,29 @@ mod tests {
             (state % n as u64) as usize
         };
         let atoms: &[&str] = &[
-            "{", "}", "[", "]", ",", ":", "\"jsonrpc\"", "\"2.0\"", "\"id\"", "1", "-3", "\"method\"",
-            "\"x\"", "\"params\"", "\"result\"", "\"error\"", "null", "true", " ", "\"\\u0041\"",
-            "\"name\"", "1.5e3", "\"é\"",
+            "{",
+            "}",
+            "[",
+            "]",
+            ",",
+            ":",
+            "\"jsonrpc\"",
+            "\"2.0\"",
+            "\"id\"",
+            "1",
+            "-3",
+            "\"method\"",
+            "\"x\"",
+            "\"params\"",
+            "\"result\"",
+            "\"error\"",
+            "null",
+            "true",
+            " ",
+            "\"\\u0041\"",
+            "\"name\"",
+            "1.5e3",
+            "\"é\"",
         ];
         for _ in 0..20_000 {
             let mut s = String::new();

@@ -207,7 +207,7 @@ mod tests {
 
     #[test]
     fn an_oversized_line_is_dropped_and_the_stream_goes_on() {
-        let long = vec![b'x'; 50];
+        let long = [b'x'; 50];
         let got = frames(10, &[b"ok\n", &long[..20], &long[20..], b"\nafter\n"]);
         assert_eq!(got, [msg("ok"), Frame::Oversized { len: 50 }, msg("after")]);
         // Exactly at the limit passes.
