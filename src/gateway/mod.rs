@@ -6,6 +6,7 @@ mod hub;
 mod manifest;
 pub mod naming;
 pub mod scrub;
+pub mod template;
 
 pub use face::{EXECUTION_ID_META, Face};
 pub use gate::{Gate, RATE_LIMITED, SESSION_EXPIRED};
