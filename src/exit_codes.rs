@@ -18,3 +18,7 @@ pub const SECRETS_UNAVAILABLE: u8 = 6;
 pub const AUDIT_UNAVAILABLE: u8 = 7;
 /// `audit verify` found a broken link in the audit chain.
 pub const AUDIT_TAMPERED: u8 = 8;
+/// The config folder, `lastmile.toml`, `servers.d` or a server file could be changed by someone
+/// other than the user (writable by others or by a shared group, or owned by another user);
+/// `serve` refuses to start. `servers check` reports the same paths (with `CONFIG_INVALID`).
+pub const UNSAFE_PERMISSIONS: u8 = 9;

@@ -3,7 +3,7 @@
 use clap::Subcommand;
 
 use super::{GlobalArgs, Printer};
-use crate::config::{Profile, load_servers_dir};
+use crate::config::{Profile, load_servers_dir, perms};
 use crate::exit_codes;
 use crate::secrets::{BackendRequest, child_secrets, open_store};
 
@@ -35,6 +35,10 @@ pub(crate) fn run(global: &GlobalArgs, cmd: ServersCommand) -> u8 {
                 problems += 1;
             }
             for problem in &loaded.problems {
+                p.out(format!("error: {problem}"));
+                problems += 1;
+            }
+            for problem in perms::check_config(&profile) {
                 p.out(format!("error: {problem}"));
                 problems += 1;
             }
@@ -78,6 +82,16 @@ pub(crate) fn run(global: &GlobalArgs, cmd: ServersCommand) -> u8 {
             }
         }
     }
+}
+
+/// For `serve`: a config folder someone else could change is refused before anything in it is
+/// read. Each problem goes to the log and stderr with the command that fixes it.
+pub(crate) fn refuse_unsafe_config(profile: &Profile) -> Option<u8> {
+    let problems = perms::check_config(profile);
+    for problem in &problems {
+        tracing::error!("refusing to serve: {problem}");
+    }
+    (!problems.is_empty()).then_some(exit_codes::UNSAFE_PERMISSIONS)
 }
 
 /// Every secret a server names must be in the store (names only; values are never read out).
