@@ -5,6 +5,8 @@ mod util;
 mod audit_cli;
 mod audit_e2e;
 mod canary;
+#[cfg(unix)]
+mod file_modes;
 mod identity_cli;
 mod identity_e2e;
 mod passthrough;
@@ -12,3 +14,4 @@ mod resilience;
 mod secrets_store;
 mod serve;
 mod servers_check;
+mod uri_templates;
