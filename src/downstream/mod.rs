@@ -11,4 +11,4 @@ pub use child::{
 };
 pub use reaper::ReaperLink;
 pub use spawn::{BASE_ENV, ChildEnv, SpawnError, build_command, resolve_program};
-pub use upstream::Upstream;
+pub use upstream::{Delivery, Upstream};

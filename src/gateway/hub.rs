@@ -13,10 +13,9 @@ use tokio::sync::{mpsc, watch};
 use super::manifest::Manifest;
 use crate::config::{DefaultsSection, RestartPolicy, RestartSection, Server};
 use crate::downstream::{
-    Catalog, Child, ChildContext, ChildEnv, ChildEvent, EventSender, ReaperLink, StartError,
-    Upstream,
+    Catalog, Child, ChildContext, ChildEnv, ChildEvent, Delivery, EventSender, ReaperLink,
+    StartError, Upstream,
 };
-use crate::secrets::SharedRedactor;
 
 /// Builds a child's environment (base, file `env`, secrets); an error keeps the server stopped.
 pub type EnvBuilder = Arc<dyn Fn(&Server) -> Result<ChildEnv, String> + Send + Sync>;
@@ -100,7 +99,7 @@ impl Hub {
         defaults: DefaultsSection,
         reaper: Option<ReaperLink>,
         env_builder: EnvBuilder,
-        redactor: Arc<SharedRedactor>,
+        session: Arc<dyn Delivery>,
     ) -> Arc<Self> {
         servers.retain(|s| !s.def.disabled);
         servers.sort_by(|a, b| a.name.cmp(&b.name));
@@ -117,7 +116,7 @@ impl Hub {
                 })
                 .collect(),
             defaults,
-            upstream: Arc::new(Upstream::new(redactor)),
+            upstream: Arc::new(Upstream::new(session)),
             manifest: ArcSwap::from_pointee(Manifest::default()),
             pending,
             reaper: reaper.map(Arc::new),
@@ -314,10 +313,13 @@ impl Hub {
                     .map(|c| (i, c))
             })
             .collect();
+        // Catalogs are scrubbed here, on every rebuild: a child's names, descriptions, schemas
+        // and URIs reach the client only through the redactor.
         let manifest = Manifest::build(
             catalogs
                 .iter()
                 .map(|(i, c)| (*i, &self.slots[*i].server, c)),
+            self.upstream.redactor(),
         );
         self.manifest.store(Arc::new(manifest));
     }
