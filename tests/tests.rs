@@ -7,6 +7,7 @@ mod audit_e2e;
 mod canary;
 #[cfg(unix)]
 mod file_modes;
+mod first_turn;
 mod identity_cli;
 mod identity_e2e;
 mod passthrough;

@@ -16,7 +16,7 @@ use crate::audit::{
     AuditKey, AuditSink, AuditWriter, SessionEvent, SessionRecord, Transport, db_path, now_ms,
 };
 use crate::config::{AuthMode, Profile, ProfileConfig, Server, load_servers_dir};
-use crate::downstream::{ChildEnv, ReaperLink};
+use crate::downstream::{CatalogCache, ChildEnv, ReaperLink};
 use crate::exit_codes;
 use crate::gateway::{ClientSession, EnvBuilder, Face, Gate, Guarded, Hub};
 use crate::identity::{
@@ -147,7 +147,8 @@ pub(crate) fn run(global: &GlobalArgs, args: ServeArgs) -> u8 {
         crate::telemetry::set_scrubber(client.redactor().clone());
         learn_every_secret(&client, store.clone(), &servers).await;
         let env_builder = secrets_env_builder(store, Arc::clone(&client));
-        let hub = Hub::new(servers, config.defaults.clone(), reaper, env_builder, client.clone());
+        let cache = CatalogCache::new(profile.data_dir.join("catalogs"));
+        let hub = Hub::new(servers, config.defaults.clone(), reaper, env_builder, client.clone(), Some(cache));
         let code = serve_stdio(Guarded::new(Face::new(Arc::clone(&hub), Arc::clone(&client)))).await;
         hub.stop_all().await;
         record_session(&sink, Some(&client.gate().session), SessionEvent::Ended, Some("the client closed the session or lastmile was stopped".into()), mode).await;

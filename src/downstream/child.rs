@@ -69,7 +69,7 @@ pub enum StartError {
 }
 
 /// What a child offers.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Catalog {
     /// Capabilities it declared.
     pub capabilities: ServerCapabilities,

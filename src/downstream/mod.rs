@@ -1,11 +1,13 @@
 //! Downstream servers: spawning each child with a cleared environment in its own process group,
 //! speaking MCP to it over its stdio, keeping its catalog, and stopping it.
 
+mod cache;
 mod child;
 mod reaper;
 mod spawn;
 mod upstream;
 
+pub use cache::CatalogCache;
 pub use child::{
     CallOutcome, Catalog, Child, ChildContext, ChildEvent, EventSender, STOP_GRACE, StartError,
 };

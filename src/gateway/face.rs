@@ -236,6 +236,10 @@ fn with_execution_id(response: CallToolResponse, id: ExecutionId) -> CallToolRes
     }
 }
 
+/// How long a list request waits for servers that are starting and have no cache entry; the
+/// rest are announced with list_changed when they come up.
+const LIST_GRACE: std::time::Duration = std::time::Duration::from_millis(1500);
+
 /// The `_meta` key carrying the audit log's execution id.
 pub const EXECUTION_ID_META: &str = "lastmile/executionId";
 
@@ -305,7 +309,7 @@ impl ServerHandler for Face {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         self.touch(&ctx);
-        self.hub.wait_started().await;
+        self.hub.wait_for_lists(LIST_GRACE).await;
         self.hub.mark_listed();
         Ok(ListToolsResult::with_all_items(
             self.hub.manifest().tools.clone(),
@@ -332,7 +336,7 @@ impl ServerHandler for Face {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
         self.touch(&ctx);
-        self.hub.wait_started().await;
+        self.hub.wait_for_lists(LIST_GRACE).await;
         self.hub.mark_listed();
         Ok(ListPromptsResult::with_all_items(
             self.hub.manifest().prompts.clone(),
@@ -347,7 +351,7 @@ impl ServerHandler for Face {
         self.touch(&ctx);
         let manifest = self
             .hub
-            .manifest_with(|m| m.prompt(&request.name).is_some())
+            .manifest_for(|m| m.prompt(&request.name).map(|r| r.slot))
             .await;
         let Some(route) = manifest.prompt(&request.name) else {
             return Err(McpError::invalid_params(
@@ -382,7 +386,7 @@ impl ServerHandler for Face {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
         self.touch(&ctx);
-        self.hub.wait_started().await;
+        self.hub.wait_for_lists(LIST_GRACE).await;
         self.hub.mark_listed();
         Ok(ListResourcesResult::with_all_items(
             self.hub.manifest().resources.clone(),
@@ -395,7 +399,7 @@ impl ServerHandler for Face {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
         self.touch(&ctx);
-        self.hub.wait_started().await;
+        self.hub.wait_for_lists(LIST_GRACE).await;
         Ok(ListResourceTemplatesResult::with_all_items(
             self.hub.manifest().templates.clone(),
         ))
@@ -507,7 +511,7 @@ impl ServerHandler for Face {
             Reference::Prompt(p) => {
                 let manifest = self
                     .hub
-                    .manifest_with(|m| m.prompt(&p.name).is_some())
+                    .manifest_for(|m| m.prompt(&p.name).map(|r| r.slot))
                     .await;
                 let Some(route) = manifest.prompt(&p.name) else {
                     return Err(McpError::invalid_params(
@@ -586,7 +590,7 @@ impl Face {
         }
         let manifest = self
             .hub
-            .manifest_with(|m| m.tool(&request.name).is_some())
+            .manifest_for(|m| m.tool(&request.name).map(|r| r.slot))
             .await;
         let Some(route) = manifest.tool(&request.name) else {
             // The same answer for a hidden server's tool as for a name that never existed.
@@ -674,7 +678,10 @@ impl Face {
         &self,
         uri: &str,
     ) -> Result<(Target<'_>, Option<String>), McpError> {
-        let manifest = self.hub.manifest_with(|m| m.resource(uri).is_some()).await;
+        let manifest = self
+            .hub
+            .manifest_for(|m| m.resource(uri).map(|r| r.slot))
+            .await;
         if manifest.resource(uri).is_some() {
             return self.resource_target(uri).await;
         }
@@ -720,7 +727,10 @@ impl Face {
 
     /// The child serving `uri`, and the URI the child knows it by when the client used an alias.
     async fn resource_target(&self, uri: &str) -> Result<(Target<'_>, Option<String>), McpError> {
-        let manifest = self.hub.manifest_with(|m| m.resource(uri).is_some()).await;
+        let manifest = self
+            .hub
+            .manifest_for(|m| m.resource(uri).map(|r| r.slot))
+            .await;
         let Some(route) = manifest.resource(uri) else {
             return Err(McpError::resource_not_found(
                 format!("unknown resource `{uri}`"),
