@@ -22,3 +22,8 @@ pub const AUDIT_TAMPERED: u8 = 8;
 /// other than the user (writable by others or by a shared group, or owned by another user);
 /// `serve` refuses to start. `servers check` reports the same paths (with `CONFIG_INVALID`).
 pub const UNSAFE_PERMISSIONS: u8 = 9;
+/// `lastmile __exec` (the isolation step a child starts through on Linux) could not set up its
+/// isolation; the child was not started. Chosen, as `env` does, above the codes programs use.
+pub const ISOLATION_FAILED: u8 = 125;
+/// `lastmile __exec` isolated itself but could not execute the child's program.
+pub const EXEC_FAILED: u8 = 126;

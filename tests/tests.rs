@@ -10,6 +10,8 @@ mod file_modes;
 mod first_turn;
 mod identity_cli;
 mod identity_e2e;
+#[cfg(target_os = "linux")]
+mod isolation;
 mod passthrough;
 mod promise;
 mod resilience;

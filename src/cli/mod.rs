@@ -11,6 +11,7 @@ mod demo;
 mod glue;
 mod output;
 mod reaper;
+mod sandbox;
 mod secrets;
 mod serve;
 mod servers;
@@ -78,6 +79,15 @@ enum Command {
 
 /// Parse the command line, run the command, and return its exit code.
 pub fn main() -> ExitCode {
+    // The isolation step a child starts through: its arguments are the child's own, so they
+    // never pass through clap (nor does it pay for parsing).
+    let mut args = std::env::args_os();
+    if args
+        .nth(1)
+        .is_some_and(|a| a == crate::downstream::isolate::SUBCOMMAND)
+    {
+        return ExitCode::from(sandbox::run(args.collect()));
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

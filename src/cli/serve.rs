@@ -37,6 +37,8 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn run(global: &GlobalArgs, args: ServeArgs) -> u8 {
+    // First: no process of the user may ptrace us or read our environment, memory or fds.
+    crate::downstream::isolate::make_non_dumpable();
     let profile = match Profile::locate(&global.profile, global.config_dir.clone()) {
         Ok(p) => p,
         Err(e) => {

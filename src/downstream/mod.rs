@@ -3,6 +3,7 @@
 
 mod cache;
 mod child;
+pub mod isolate;
 mod reaper;
 mod spawn;
 mod upstream;
