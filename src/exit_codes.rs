@@ -26,6 +26,11 @@ pub const CHECK_FAILED: u8 = 10;
 /// `lastmile call`: the tool ran and answered with an error result, or could not be called.
 pub const TOOL_FAILED: u8 = 11;
 
+/// The config folder, `lastmile.toml`, `servers.d` or a server file could be changed by someone
+/// other than the user (writable by others or by a shared group, or owned by another user);
+/// `serve` refuses to start. `servers check` reports the same paths (with `CONFIG_INVALID`).
+pub const UNSAFE_PERMISSIONS: u8 = 12;
+
 /// `lastmile __exec` (the isolation step a child starts through on Linux) could not set up its
 /// isolation; the child was not started. Chosen, as `env` does, above the codes programs use.
 pub const ISOLATION_FAILED: u8 = 125;
@@ -33,7 +38,7 @@ pub const ISOLATION_FAILED: u8 = 125;
 pub const EXEC_FAILED: u8 = 126;
 
 /// Every code with its name, in order; the README's table and the tests are checked against it.
-pub const ALL: [(u8, &str); 14] = [
+pub const ALL: [(u8, &str); 15] = [
     (OK, "OK"),
     (FAILURE, "FAILURE"),
     (USAGE, "USAGE"),
@@ -46,6 +51,7 @@ pub const ALL: [(u8, &str); 14] = [
     (CONFLICT, "CONFLICT"),
     (CHECK_FAILED, "CHECK_FAILED"),
     (TOOL_FAILED, "TOOL_FAILED"),
+    (UNSAFE_PERMISSIONS, "UNSAFE_PERMISSIONS"),
     (ISOLATION_FAILED, "ISOLATION_FAILED"),
     (EXEC_FAILED, "EXEC_FAILED"),
 ];

@@ -15,6 +15,8 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+mod private_file;
+
 /// Rewrites text before it is logged (the secrets redactor implements it).
 pub trait LineScrubber: Send + Sync {
     /// The text with every secret replaced.
@@ -49,15 +51,14 @@ pub fn init_serving(log_dir: &Path) -> LogGuard {
     // rmcp logs every message at info: far too much for a file written on every call.
     let filter = EnvFilter::try_from_env("LASTMILE_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
-    let file = std::fs::create_dir_all(log_dir).ok().and_then(|_| {
-        tracing_appender::rolling::RollingFileAppender::builder()
-            .rotation(tracing_appender::rolling::Rotation::DAILY)
-            .filename_prefix("lastmile")
-            .filename_suffix("jsonl")
-            .max_log_files(14)
-            .build(log_dir)
-            .ok()
-    });
+    // The data folder and its logs are the user's alone: folders 0700, files 0600.
+    let private = |dir| crate::config::perms::create_private_dir(dir);
+    let file = log_dir
+        .parent()
+        .map_or(Ok(None), private)
+        .and_then(|_| private(log_dir))
+        .and_then(|_| private_file::DailyFile::open(log_dir, "lastmile", "jsonl", 14))
+        .ok();
     match file {
         Some(appender) => {
             let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()

@@ -132,10 +132,16 @@ async fn issue_9_catalogs_errors_and_notifications_never_carry_a_secret() {
             .unwrap()
             .contains("[REDACTED:LEAK_KEY]")
     );
-    assert!(
-        lines.iter().any(|l| l.contains("notifications/message")),
-        "the log notification reached the client: {lines:?}"
-    );
+    // The notification may overtake the answer or follow it: wait for it either way.
+    let mut lines = lines;
+    while !lines.iter().any(|l| l.contains("notifications/message")) {
+        let line = raw.next_line().await;
+        assert!(
+            line.is_some(),
+            "the log notification reached the client: {lines:?}"
+        );
+        lines.extend(line);
+    }
     seen.extend(lines);
     let (failed, lines) = ask(
         &mut raw,

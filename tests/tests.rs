@@ -5,6 +5,8 @@ mod util;
 mod audit_cli;
 mod audit_e2e;
 mod canary;
+#[cfg(unix)]
+mod file_modes;
 mod first_turn;
 mod identity_cli;
 mod identity_e2e;
@@ -18,4 +20,5 @@ mod secrets_store;
 mod serve;
 mod servers_check;
 mod subscriptions;
+mod uri_templates;
 mod users;

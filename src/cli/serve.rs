@@ -47,6 +47,9 @@ pub(crate) fn run(global: &GlobalArgs, args: ServeArgs) -> u8 {
         }
     };
     let _log = crate::telemetry::init_serving(&profile.log_dir());
+    if let Some(code) = super::servers::refuse_unsafe_config(&profile) {
+        return code;
+    }
     let config = match profile.load_config() {
         Ok(c) => c,
         Err(e) => {

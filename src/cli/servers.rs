@@ -16,7 +16,7 @@ use super::output::sanitize_for_terminal;
 use super::{GlobalArgs, Printer};
 use crate::config::{
     Profile, SecretRef, Server, ServerDef, Tier, is_valid_server_name, load_servers_dir,
-    parse_server_file,
+    parse_server_file, perms,
 };
 use crate::secrets::{BackendRequest, SecretKey, SecretStore, child_secrets, open_store};
 
@@ -423,6 +423,10 @@ fn check(global: &GlobalArgs, profile: &Profile, p: &Printer) -> Result<(), CliE
         p.out(format!("error: {problem}"));
         problems += 1;
     }
+    for problem in perms::check_config(profile) {
+        p.out(format!("error: {problem}"));
+        problems += 1;
+    }
     for warning in crate::gateway::prefix_warnings(&loaded.servers) {
         p.out(format!("warning: {warning}"));
     }
@@ -438,6 +442,16 @@ fn check(global: &GlobalArgs, profile: &Profile, p: &Printer) -> Result<(), CliE
         ));
         Err(CliError::ConfigProblems { count: problems })
     }
+}
+
+/// For `serve`: a config folder someone else could change is refused before anything in it is
+/// read. Each problem goes to the log and stderr with the command that fixes it.
+pub(crate) fn refuse_unsafe_config(profile: &Profile) -> Option<u8> {
+    let problems = perms::check_config(profile);
+    for problem in &problems {
+        tracing::error!("refusing to serve: {problem}");
+    }
+    (!problems.is_empty()).then_some(crate::exit_codes::UNSAFE_PERMISSIONS)
 }
 
 /// Every secret a server names must be in the store (names only; values are never read out).

@@ -4,6 +4,7 @@
 //! This is the lowest module: everything else may depend on it, it depends on nothing of lastmile's.
 
 mod duration;
+pub mod perms;
 mod profile;
 mod server;
 mod tier;
@@ -13,6 +14,7 @@ pub use profile::{
     AuditSection, AuthMode, AuthSection, DefaultsSection, Profile, ProfileConfig, ProfileError,
     RateLimitSection, TierMultipliers,
 };
+pub(crate) use server::server_file_paths;
 pub use server::{
     ConfigProblem, RestartPolicy, RestartSection, SecretRef, Server, ServerDef, ServerFileError,
     ServersDir, ToolFilter, is_valid_server_name, load_servers_dir, parse_server_file,

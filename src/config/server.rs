@@ -430,11 +430,25 @@ fn validate(def: &ServerDef, text: &str) -> Result<(), (Option<usize>, ServerFil
     Ok(())
 }
 
+/// The server files of a `servers.d/` folder, sorted: every `*.toml` not starting with a dot.
+pub(crate) fn server_file_paths(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
 /// Load every `*.toml` file of a `servers.d/` folder. A missing folder is an empty one.
 pub fn load_servers_dir(dir: &Path) -> ServersDir {
     let mut out = ServersDir::default();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
+    let paths = match server_file_paths(dir) {
+        Ok(paths) => paths,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return out,
         Err(e) => {
             out.problems.push(ConfigProblem {
@@ -446,15 +460,6 @@ pub fn load_servers_dir(dir: &Path) -> ServersDir {
             return out;
         }
     };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .filter(|p| {
-            !p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        })
-        .collect();
-    paths.sort();
     for path in paths {
         let name = path
             .file_stem()

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
 
 use super::naming::NameAllocator;
+use super::template::UriTemplate;
 use crate::config::Server;
 use crate::downstream::Catalog;
 use crate::secrets::{SharedRedactor, scrub};
@@ -52,7 +53,7 @@ pub struct Manifest {
     tool_routes: HashMap<String, Route>,
     prompt_routes: HashMap<String, Route>,
     resource_routes: HashMap<String, ResourceRoute>,
-    template_routes: Vec<(Vec<TemplatePart>, usize)>,
+    template_routes: Vec<(UriTemplate, usize)>,
 }
 
 impl Manifest {
@@ -140,7 +141,7 @@ impl Manifest {
                     continue;
                 };
                 m.template_routes
-                    .push((parse_template(&template.uri_template), slot));
+                    .push((UriTemplate::parse(&template.uri_template), slot));
                 m.templates.push(exposed);
             }
         }
@@ -165,7 +166,7 @@ impl Manifest {
         }
         self.template_routes
             .iter()
-            .find(|(parts, _)| template_matches(parts, uri))
+            .find(|(template, _)| template.matches(uri))
             .map(|(_, slot)| ResourceRoute {
                 slot: *slot,
                 original: None,
@@ -207,75 +208,4 @@ fn alias_uri(server: &str, scrubbed: &str) -> String {
         "{ALIAS_SCHEME}://{server}/{}",
         short_hash(&[server, scrubbed], 16)
     )
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum TemplatePart {
-    Literal(String),
-    Var,
-}
-
-/// Split an RFC 6570 URI template into literals and `{…}` expressions.
-fn parse_template(template: &str) -> Vec<TemplatePart> {
-    let mut parts = Vec::new();
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        if open > 0 {
-            parts.push(TemplatePart::Literal(rest[..open].to_string()));
-        }
-        match rest[open..].find('}') {
-            Some(close) => {
-                parts.push(TemplatePart::Var);
-                rest = &rest[open + close + 1..];
-            }
-            None => {
-                parts.push(TemplatePart::Literal(rest[open..].to_string()));
-                rest = "";
-            }
-        }
-    }
-    if !rest.is_empty() {
-        parts.push(TemplatePart::Literal(rest.to_string()));
-    }
-    parts
-}
-
-/// Whether `uri` can be produced by the template: literals in order, each variable at least one
-/// character.
-fn template_matches(parts: &[TemplatePart], uri: &str) -> bool {
-    fn go(parts: &[TemplatePart], s: &str) -> bool {
-        match parts.split_first() {
-            None => s.is_empty(),
-            Some((TemplatePart::Literal(lit), rest)) => {
-                s.strip_prefix(lit.as_str()).is_some_and(|s| go(rest, s))
-            }
-            Some((TemplatePart::Var, rest)) => {
-                if rest.is_empty() {
-                    return !s.is_empty();
-                }
-                (1..=s.len())
-                    .filter(|i| s.is_char_boundary(*i))
-                    .any(|i| go(rest, &s[i..]))
-            }
-        }
-    }
-    go(parts, uri)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn templates() {
-        let t = parse_template("fixture://{name}/item/{id}");
-        assert!(template_matches(&t, "fixture://a/item/7"));
-        assert!(!template_matches(&t, "fixture://a/item/"));
-        assert!(!template_matches(&t, "other://a/item/7"));
-        assert!(template_matches(
-            &parse_template("file:///{path}"),
-            "file:///etc/hosts"
-        ));
-        assert!(template_matches(&parse_template("plain://x"), "plain://x"));
-    }
 }

@@ -7,6 +7,7 @@ mod hub;
 mod manifest;
 pub mod naming;
 mod session;
+pub mod template;
 
 pub use face::{EXECUTION_ID_META, Face};
 pub use gate::{Gate, RATE_LIMITED, SESSION_EXPIRED};
