@@ -16,5 +16,6 @@ pub const WEAK_SIGNING_SECRET: u8 = 5;
 pub const SECRETS_UNAVAILABLE: u8 = 6;
 /// The audit database cannot be opened or written, and the profile does not allow serving without it.
 pub const AUDIT_UNAVAILABLE: u8 = 7;
-/// `audit verify` found a broken link in the audit chain.
+/// The audit chain is broken: `audit verify` found a broken link, or `serve` refused to append to a
+/// log that no longer holds the rows its MAC'd checkpoint or high-water mark vouch for (a cut).
 pub const AUDIT_TAMPERED: u8 = 8;

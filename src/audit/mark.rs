@@ -12,7 +12,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::AuditError;
-use super::chain::{AuditKey, Head, Tag, ct_eq, hex, unhex};
+use super::chain::{AuditKey, ChainBreak, Head, Tag, ct_eq, hex, unhex};
 
 /// Where the high-water mark is kept: one small text record (no secret in it, but it must live
 /// where the data folder's owner alone cannot roll it back). The CLI implements it over the OS
@@ -152,6 +152,22 @@ pub fn forget_mark(store: &dyn HighWaterStore, db: &Path) -> Result<bool, AuditE
     out.push('\n');
     store.store(&out).map_err(store_error)?;
     Ok(true)
+}
+
+/// For `verify` when the database file itself is gone: the break, if the mark records rows in it.
+pub fn missing_database_break(
+    store: &dyn HighWaterStore,
+    key: &AuditKey,
+    db: &Path,
+) -> Result<Option<ChainBreak>, AuditError> {
+    Ok(match read_mark(store, key, db)? {
+        MarkState::Valid(h) if h.seq > 0 => Some(ChainBreak::DatabaseMissing {
+            path: db.to_path_buf(),
+            recorded: h.seq,
+        }),
+        MarkState::Forged => Some(ChainBreak::HighWaterForged),
+        _ => None,
+    })
 }
 
 /// A [`HighWaterStore`] in memory, for tests.

@@ -47,7 +47,7 @@ mod tests;
 
 pub use chain::{AuditKey, ChainBreak, VerifyReport, head_path};
 pub use db::{DB_FILE_NAME, DEFAULT_BUSY_TIMEOUT, SCHEMA_VERSION, db_path};
-pub use mark::{HighWaterStore, MemoryMark, forget_mark};
+pub use mark::{HighWaterStore, MemoryMark, forget_mark, missing_database_break};
 pub use query::{AuditReader, ExecutionRow, Filter, PruneReport};
 pub use record::{
     AuditRecord, EdgeEvent, ExecStatus, ExecutionId, ExecutionRecord, JWT_MASK, PendingExecution,
