@@ -264,5 +264,12 @@ async fn query_tail_and_export_show_and_filter_by_method() {
     let out = w
         .run(&["audit", "export", "--jsonl", "--method", "prompts/get"])
         .await;
-    assert_eq!(text(&out.stdout).lines().count(), 1);
+    let only: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0]["kind"], "tool_execution");
+    assert_eq!(only[0]["tool"], "summarize");
+    assert_eq!(only[0]["seq"], 4);
 }

@@ -1,4 +1,4 @@
-//! The audit log: every tool execution, session event and HTTP edge denial in one SQLite file per
+//! The audit log: every forwarded request, session event and HTTP edge denial in one SQLite file per
 //! profile (`audit.db` in its data folder), bound to the identity that made it, chained with an
 //! HMAC so that edits, deletions, reordering and truncation are caught, and never holding a
 //! credential.
@@ -18,6 +18,10 @@
 //! let pending = ExecutionRecord::begin(id, &who, "github", "create_issue", None);
 //! // ... the call ...
 //! sink.record(pending.finish(ExecStatus::Ok, None, 0)).await?;
+//! // Any other forwarded request: its method and target, no arguments.
+//! let read = ExecutionRecord::begin_request(new_execution_id(), &who, "resources/read", "github",
+//!     "repo://acme/widgets/README.md");
+//! sink.record(read.finish(ExecStatus::Ok, None, 0)).await?;
 //! sink.flush().await?; // when durability must be awaited
 //! tokio::task::spawn_blocking(move || writer.shutdown()).await.ok();
 //! # Ok(()) }

@@ -266,9 +266,30 @@ impl AuditReader {
     /// line, in chain order, each with its `kind`, `seq` and `tag` (hex) so that a SIEM holds the chain
     /// too. Returns the number of lines.
     pub fn export_jsonl(&self, out: &mut dyn Write) -> Result<u64, AuditError> {
+        self.export_jsonl_of(out, None)
+    }
+
+    /// [`AuditReader::export_jsonl`] of the requests of one MCP method only (session and edge rows
+    /// are left out), in the same format.
+    pub fn export_jsonl_of(
+        &self,
+        out: &mut dyn Write,
+        method: Option<&str>,
+    ) -> Result<u64, AuditError> {
+        let method_at = Table::Executions
+            .columns()
+            .iter()
+            .position(|c| c.name == "method");
         let mut count = 0u64;
         let mut failure: Option<std::io::Error> = None;
         chain::walk_rows(&self.conn, &self.path, |row| {
+            if let Some(m) = method {
+                let keep = row.table == Table::Executions
+                    && method_at.and_then(|i| row.values.get(i)) == Some(&Val::Text(m.into()));
+                if !keep {
+                    return std::ops::ControlFlow::Continue(());
+                }
+            }
             let mut obj = serde_json::Map::new();
             obj.insert("kind".into(), row.table.def().kind.into());
             obj.insert("seq".into(), row.seq.into());

@@ -768,6 +768,14 @@ fn formats_utc() {
 }
 
 fn open_marked(path: &Path, mark: &Arc<MemoryMark>) -> Result<AuditWriter, AuditError> {
+    open_marked_with(path, mark, WriterOptions::default())
+}
+
+fn open_marked_with(
+    path: &Path,
+    mark: &Arc<MemoryMark>,
+    opts: WriterOptions,
+) -> Result<AuditWriter, AuditError> {
     struct Shared(Arc<MemoryMark>);
     impl HighWaterStore for Shared {
         fn load(&self) -> Result<Option<String>, String> {
@@ -777,12 +785,39 @@ fn open_marked(path: &Path, mark: &Arc<MemoryMark>) -> Result<AuditWriter, Audit
             self.0.store(record)
         }
     }
-    AuditWriter::open_guarded(
-        path,
-        key(),
-        WriterOptions::default(),
-        Some(Box::new(Shared(mark.clone()))),
+    AuditWriter::open_guarded(path, key(), opts, Some(Box::new(Shared(mark.clone()))))
+}
+
+#[test]
+fn the_mark_rises_while_rows_come_not_only_at_the_end() {
+    let f = Fixture::new();
+    let mark = Arc::new(MemoryMark::default());
+    let writer = open_marked_with(
+        &f.path,
+        &mark,
+        WriterOptions {
+            mark_interval: Duration::ZERO,
+            ..WriterOptions::default()
+        },
     )
+    .unwrap();
+    let sink = writer.sink();
+    let seen = |m: &MemoryMark| match mark::read_mark(m, &key(), &f.path).unwrap() {
+        mark::MarkState::Valid(h) => h.seq,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(seen(&mark), 0, "raised at open");
+    sink.record_blocking(exec("alice", "t", ExecStatus::Ok))
+        .unwrap();
+    sink.flush_blocking().unwrap();
+    // The mark is raised after the batch's commit, on the writer thread: a second batch's flush
+    // returns only after the first batch's raise.
+    sink.record_blocking(exec("alice", "u", ExecStatus::Ok))
+        .unwrap();
+    sink.flush_blocking().unwrap();
+    assert!(seen(&mark) >= 1);
+    writer.shutdown().unwrap();
+    assert_eq!(seen(&mark), 2);
 }
 
 fn write_n(writer: AuditWriter, n: usize) -> WriterStats {

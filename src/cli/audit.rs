@@ -282,21 +282,10 @@ fn tail(p: &Printer, path: &std::path::Path, args: TailArgs) -> Result<u8, Failu
 
 fn export(path: &std::path::Path, args: ExportArgs) -> Result<u8, Failure> {
     let reader = AuditReader::open(path)?;
-    if let Some(method) = args.method {
-        let rows = reader.executions(&Filter {
-            method: Some(method),
-            ..Filter::default()
-        })?;
-        let p = Printer;
-        for r in rows {
-            p.out(serde_json::to_string(&r).unwrap_or_default());
-        }
-        return Ok(exit_codes::OK);
-    }
     // Export is stdout's whole content; write through one locked, buffered handle.
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    reader.export_jsonl(&mut out)?;
+    reader.export_jsonl_of(&mut out, args.method.as_deref())?;
     std::io::Write::flush(&mut out).map_err(|e| AuditError::Io {
         path: "-".into(),
         detail: e.to_string(),
