@@ -286,68 +286,78 @@ impl Drop for AuditWriter {
     }
 }
 
-fn masked(text: &str, count: &mut u32) -> String {
-    let (out, n) = mask_jwt_like(text);
-    *count += n;
-    out.into_owned()
+/// `text` with JWT-shaped runs masked; the string itself when there is none (no copy).
+fn masked(text: String, count: &mut u32) -> String {
+    match mask_jwt_like(&text) {
+        (std::borrow::Cow::Owned(out), n) => {
+            *count += n;
+            out
+        }
+        (std::borrow::Cow::Borrowed(_), _) => text,
+    }
 }
 
-fn masked_opt(text: Option<&str>, count: &mut u32) -> Option<String> {
+fn masked_opt(text: Option<String>, count: &mut u32) -> Option<String> {
     text.map(|t| masked(t, count))
 }
 
 impl PreparedRow {
     /// A record as its table's row: serialized, JWT-shaped text masked.
-    pub(crate) fn from_record(record: &AuditRecord) -> PreparedRow {
+    pub(crate) fn from_record(record: AuditRecord) -> PreparedRow {
         let mut n = 0u32;
         match record {
             AuditRecord::Execution(r) => {
-                let arguments = r.arguments.as_ref().map(|v| masked(&v.to_string(), &mut n));
-                let error = masked_opt(r.error.as_deref(), &mut n);
+                let arguments = r.arguments.as_ref().map(|v| masked(v.to_string(), &mut n));
+                let error = masked_opt(r.error, &mut n);
                 let mut row = ExecRow {
                     execution_id: r.execution_id.to_string(),
                     started_at_ms: r.started_at_ms,
                     finished_at_ms: r.finished_at_ms,
                     duration_us: r.duration_us,
-                    session_id: masked(&r.identity.session_id, &mut n),
-                    jti: masked_opt(r.identity.jti.as_deref(), &mut n),
-                    subject: masked_opt(r.identity.subject.as_deref(), &mut n),
+                    session_id: masked(r.identity.session_id, &mut n),
+                    jti: masked_opt(r.identity.jti, &mut n),
+                    subject: masked_opt(r.identity.subject, &mut n),
                     tier: r.identity.tier.as_str().into(),
                     transport: r.identity.transport.as_str().into(),
-                    server: masked(&r.server, &mut n),
-                    tool: masked(&r.tool, &mut n),
+                    server: masked(r.server, &mut n),
+                    tool: masked(r.tool, &mut n),
                     arguments,
                     status: r.status.as_str().into(),
                     error,
                     redactions: 0,
-                    method: masked(&r.method, &mut n),
+                    method: masked(r.method, &mut n),
                 };
                 row.redactions = i64::from(r.redactions.saturating_add(n));
                 PreparedRow::Executions(row)
             }
             AuditRecord::Session(r) => PreparedRow::Sessions(SessionRow {
-                session_id: masked(&r.session_id, &mut n),
+                session_id: masked(r.session_id, &mut n),
                 event: r.event.as_str().into(),
-                reason: masked_opt(r.reason.as_deref(), &mut n),
+                reason: masked_opt(r.reason, &mut n),
                 mode: auth_mode_str(r.mode).into(),
-                subject: masked_opt(r.subject.as_deref(), &mut n),
+                subject: masked_opt(r.subject, &mut n),
                 tier: r.tier.map(|t| t.as_str().to_string()),
-                jti: masked_opt(r.jti.as_deref(), &mut n),
+                jti: masked_opt(r.jti, &mut n),
                 expires_at_ms: r.expires_at_ms,
                 transport: r.transport.as_str().into(),
                 at_ms: r.at_ms,
             }),
             AuditRecord::Edge(r) => {
                 // Query strings can carry tokens (`?access_token=`): never store one.
-                let path = r.path.split(['?', '#']).next().unwrap_or_default();
+                let path = r
+                    .path
+                    .split(['?', '#'])
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
                 PreparedRow::Edge(EdgeRow {
                     at_ms: r.at_ms,
-                    check_name: masked(&r.check, &mut n),
-                    reason: masked(&r.reason, &mut n),
-                    method: masked(&r.method, &mut n),
+                    check_name: masked(r.check, &mut n),
+                    reason: masked(r.reason, &mut n),
+                    method: masked(r.method, &mut n),
                     path: masked(path, &mut n),
-                    user_agent: masked_opt(r.user_agent.as_deref(), &mut n),
-                    remote_addr: masked_opt(r.remote_addr.as_deref(), &mut n),
+                    user_agent: masked_opt(r.user_agent, &mut n),
+                    remote_addr: masked_opt(r.remote_addr, &mut n),
                     requests_per_minute: r.requests_per_minute.map(i64::from),
                 })
             }
@@ -592,7 +602,7 @@ impl WriterState {
         waiters: &mut Vec<oneshot::Sender<Result<i64, AuditError>>>,
     ) {
         match msg {
-            Msg::Record(r) => rows.push(PreparedRow::from_record(&r)),
+            Msg::Record(r) => rows.push(PreparedRow::from_record(*r)),
             Msg::Flush(w) => waiters.push(w),
             Msg::Wake => {}
         }
