@@ -79,7 +79,13 @@ fn sink_throughput(dir: &Path, round: usize, rows: Vec<ExecutionRecord>) -> (f64
     }
     sink.flush_blocking().expect("flush");
     let elapsed = start.elapsed();
-    writer.shutdown().expect("shutdown");
+    let stats = writer.shutdown().expect("shutdown");
+    println!(
+        "  sink: {} rows in {} transactions ({:.0} rows each)",
+        stats.rows,
+        stats.batches,
+        stats.rows as f64 / stats.batches.max(1) as f64
+    );
     let conn = rusqlite::Connection::open(&path).expect("open");
     let avg: f64 = conn
         .query_row(
