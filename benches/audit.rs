@@ -67,6 +67,29 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
+/// This process's CPU time (user + system, all threads) in seconds, from /proc (Linux; 0 elsewhere).
+/// Wall-clock rates on a machine shared with other builds measure the load; CPU time per row
+/// does not.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    // After the command name: state is field 3, utime 14 and stime 15 (1-based, in ticks).
+    let ticks = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(14) + ticks(15)) / 100.0
+}
+
 /// Rows/s through the sink, and the average stored size of a row.
 fn sink_throughput(dir: &Path, round: usize, rows: Vec<ExecutionRecord>) -> (f64, f64) {
     let path = dir.join(format!("throughput-{round}.db"));
@@ -74,11 +97,14 @@ fn sink_throughput(dir: &Path, round: usize, rows: Vec<ExecutionRecord>) -> (f64
     let sink = writer.sink();
     let n = rows.len();
     let start = Instant::now();
+    let cpu = cpu_seconds();
     for r in rows {
         sink.record_blocking(r).expect("record");
     }
     sink.flush_blocking().expect("flush");
     let elapsed = start.elapsed();
+    let cpu = cpu_seconds() - cpu;
+    println!("  sink: {:.2} µs CPU per row", cpu * 1e6 / n as f64);
     let stats = writer.shutdown().expect("shutdown");
     println!(
         "  sink: {} rows in {} transactions ({:.0} rows each)",
@@ -114,6 +140,7 @@ fn plain_sqlite_throughput(dir: &Path, round: usize, rows: Vec<ExecutionRecord>)
         .expect("pragma");
     let n = rows.len();
     let start = Instant::now();
+    let cpu = cpu_seconds();
     let mut seq = 0i64;
     for chunk in rows.chunks(1000) {
         let tx = conn.transaction().expect("tx");
@@ -153,7 +180,12 @@ fn plain_sqlite_throughput(dir: &Path, round: usize, rows: Vec<ExecutionRecord>)
         }
         tx.commit().expect("commit");
     }
-    n as f64 / start.elapsed().as_secs_f64()
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    println!(
+        "  plain: {:.2} µs CPU per row",
+        (cpu_seconds() - cpu) * 1e6 / n as f64
+    );
+    rate
 }
 
 /// Stand-in for forwarding a call when auditing is off: the work the gateway does anyway.

@@ -529,6 +529,7 @@ impl WriterState {
         let mut closed = false;
         let mut rows: Vec<PreparedRow> = Vec::with_capacity(self.opts.max_batch);
         let mut waiters: Vec<oneshot::Sender<Result<i64, AuditError>>> = Vec::new();
+        let mut taken: Vec<Msg> = Vec::with_capacity(self.opts.max_batch);
         loop {
             if !closed && self.stop.load(Ordering::Acquire) {
                 // Refuse new records (their senders get `Closed`), keep what is queued.
@@ -539,10 +540,14 @@ impl WriterState {
                 break;
             };
             self.take(first, &mut rows, &mut waiters);
-            while rows.len() < self.opts.max_batch {
-                match self.rx.try_recv() {
-                    Ok(msg) => self.take(msg, &mut rows, &mut waiters),
-                    Err(_) => break,
+            // Take what is waiting in one go: the channel then frees its slots at once, so
+            // senders blocked on a full channel wake once per batch, not once per row.
+            let room = self.opts.max_batch.saturating_sub(1);
+            if room > 0 && !self.rx.is_empty() {
+                // Only this thread receives: with messages waiting this does not block.
+                self.rx.blocking_recv_many(&mut taken, room);
+                for msg in taken.drain(..) {
+                    self.take(msg, &mut rows, &mut waiters);
                 }
             }
             self.commit_until_done(&rows, &mut waiters)?;
