@@ -1,15 +1,17 @@
 //! Audit benchmarks on realistic rows (~250 bytes stored per tool execution).
 //!
 //! 1. Writer throughput: rows per second through the sink (channel → writer thread → HMAC chain →
-//!    batched SQLite transactions), against a baseline of plain batched inserts of the same rows
-//!    into the same schema without channel or chain, measured in the same run.
+//!    batched SQLite transactions, each behind the chain guard), against a baseline of plain
+//!    batched inserts of the same records into the same schema on one thread without channel,
+//!    chain or guard, alternated in the same run (best of three each). Target: sink ≥ 0.9× plain.
 //! 2. Added per-call latency: p50 and p99 of a call that builds its record and hands it to the
 //!    sink, against the same call with auditing off, measured with a timing loop (criterion reports
 //!    means only). Calls are paced (one per 100 µs, 10,000 calls/s, far above any real gateway's rate) so that the
 //!    writer keeps up, as it does in service; a burst run shows the cost while the writer is busy.
+//!    The hand-off alone (`sink.record`) is timed too. Target: p99 ≤ 5 µs.
 //! 3. Criterion means for the pieces: making an execution id, begin+finish, a sustained send.
 //!
-//! Run with `cargo bench --bench audit`.
+//! Run with `cargo bench --bench audit` (`-- none` skips the criterion part).
 
 use std::hint::black_box;
 use std::path::Path;
@@ -22,7 +24,7 @@ use lastmile::audit::{
 };
 use lastmile::config::Tier;
 
-const THROUGHPUT_ROWS: usize = 200_000;
+const THROUGHPUT_ROWS: usize = 100_000;
 const LATENCY_CALLS: usize = 100_000;
 const PACE: Duration = Duration::from_micros(100);
 
@@ -65,75 +67,125 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
+/// This process's CPU time (user + system, all threads) in seconds, from /proc (Linux; 0 elsewhere).
+/// Wall-clock rates on a machine shared with other builds measure the load; CPU time per row
+/// does not.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    // After the command name: state is field 3, utime 14 and stime 15 (1-based, in ticks).
+    let ticks = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(14) + ticks(15)) / 100.0
+}
+
 /// Rows/s through the sink, and the average stored size of a row.
-fn sink_throughput(dir: &Path) -> (f64, f64) {
-    let path = dir.join("throughput.db");
+fn sink_throughput(dir: &Path, round: usize, rows: Vec<ExecutionRecord>) -> (f64, f64) {
+    let path = dir.join(format!("throughput-{round}.db"));
     let writer = AuditWriter::open(&path, key()).expect("open");
     let sink = writer.sink();
-    let who = identity();
-    let rows: Vec<ExecutionRecord> = (0..THROUGHPUT_ROWS).map(|i| record(&who, i)).collect();
+    let n = rows.len();
     let start = Instant::now();
+    let cpu = cpu_seconds();
     for r in rows {
         sink.record_blocking(r).expect("record");
     }
     sink.flush_blocking().expect("flush");
     let elapsed = start.elapsed();
-    writer.shutdown().expect("shutdown");
+    let cpu = cpu_seconds() - cpu;
+    println!("  sink: {:.2} µs CPU per row", cpu * 1e6 / n as f64);
+    let stats = writer.shutdown().expect("shutdown");
+    println!(
+        "  sink: {} rows in {} transactions ({:.0} rows each)",
+        stats.rows,
+        stats.batches,
+        stats.rows as f64 / stats.batches.max(1) as f64
+    );
     let conn = rusqlite::Connection::open(&path).expect("open");
     let avg: f64 = conn
         .query_row(
             "SELECT avg(length(execution_id) + 8 + 8 + 8 + length(session_id) + length(jti)
                         + length(subject) + length(tier) + length(transport) + length(server)
-                        + length(tool) + length(arguments) + length(status) + 8 + length(tag))
+                        + length(tool) + length(arguments) + length(status) + 8 + length(method)
+                        + length(tag))
                FROM tool_executions",
             [],
             |r| r.get(0),
         )
         .expect("avg");
-    (THROUGHPUT_ROWS as f64 / elapsed.as_secs_f64(), avg)
+    (n as f64 / elapsed.as_secs_f64(), avg)
 }
 
 /// Rows/s of plain batched inserts (1,000 per transaction, WAL, synchronous=NORMAL) of the same
-/// rows into the same table, with no channel, no HMAC and a constant tag: the floor SQLite sets.
-fn plain_sqlite_throughput(dir: &Path) -> f64 {
-    let path = dir.join("plain.db");
+/// records into the same table on one thread: each record's columns made (id and arguments
+/// serialized) and bound, with no channel, no HMAC chain, no guard and a constant tag. The floor
+/// SQLite sets.
+fn plain_sqlite_throughput(dir: &Path, round: usize, rows: Vec<ExecutionRecord>) -> f64 {
+    let path = dir.join(format!("plain-{round}.db"));
     // Create the schema the same way lastmile does.
     drop(AuditWriter::open(&path, key()).expect("open"));
     let mut conn = rusqlite::Connection::open(&path).expect("open");
     conn.pragma_update(None, "synchronous", "NORMAL")
         .expect("pragma");
-    let who = identity();
-    let rows: Vec<(String, String)> = (0..THROUGHPUT_ROWS)
-        .map(|i| (new_execution_id().to_string(), arguments(i).to_string()))
-        .collect();
+    let n = rows.len();
     let start = Instant::now();
-    for (n, chunk) in rows.chunks(1000).enumerate() {
+    let cpu = cpu_seconds();
+    let mut seq = 0i64;
+    for chunk in rows.chunks(1000) {
         let tx = conn.transaction().expect("tx");
         {
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT INTO tool_executions (seq, execution_id, started_at_ms, finished_at_ms,
                      duration_us, session_id, jti, subject, tier, transport, server, tool, arguments,
-                     status, error, redactions, tag)
-                     VALUES (?1, ?2, 1, 2, 3, ?3, ?4, ?5, 'user', 'stdio', 'github', 'create_issue',
-                     ?6, 'ok', NULL, 0, zeroblob(32))",
+                     status, error, redactions, method, tag)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                     ?17, zeroblob(32))",
                 )
                 .expect("prepare");
-            for (i, (id, args)) in chunk.iter().enumerate() {
+            for r in chunk {
+                seq += 1;
                 stmt.execute(rusqlite::params![
-                    (n * 1000 + i + 1) as i64,
-                    id,
-                    who.session_id,
-                    who.jti,
-                    who.subject,
-                    args
+                    seq,
+                    r.execution_id.to_string(),
+                    r.started_at_ms,
+                    r.finished_at_ms,
+                    r.duration_us,
+                    r.identity.session_id,
+                    r.identity.jti,
+                    r.identity.subject,
+                    r.identity.tier.as_str(),
+                    r.identity.transport.as_str(),
+                    r.server,
+                    r.tool,
+                    r.arguments.as_ref().map(|a| a.to_string()),
+                    r.status.as_str(),
+                    r.error,
+                    i64::from(r.redactions),
+                    r.method,
                 ])
                 .expect("insert");
             }
         }
         tx.commit().expect("commit");
     }
-    THROUGHPUT_ROWS as f64 / start.elapsed().as_secs_f64()
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    println!(
+        "  plain: {:.2} µs CPU per row",
+        (cpu_seconds() - cpu) * 1e6 / n as f64
+    );
+    rate
 }
 
 /// Stand-in for forwarding a call when auditing is off: the work the gateway does anyway.
@@ -142,9 +194,15 @@ async fn forward(i: usize) -> usize {
     black_box(i).wrapping_mul(31)
 }
 
-/// Per-call times in ns: with `sink`, the call also builds its record and hands it over.
-async fn timed_calls(sink: Option<&AuditSink>, who: &SessionIdentity, paced: bool) -> Vec<u64> {
+/// Per-call times in ns: with `sink`, the call also builds its record and hands it over. Also the
+/// hand-off alone (the `record` call), in ns.
+async fn timed_calls(
+    sink: Option<&AuditSink>,
+    who: &SessionIdentity,
+    paced: bool,
+) -> (Vec<u64>, Vec<u64>) {
     let mut times = Vec::with_capacity(LATENCY_CALLS);
+    let mut handoffs = Vec::with_capacity(LATENCY_CALLS);
     let mut next = Instant::now();
     for i in 0..LATENCY_CALLS {
         if paced {
@@ -160,9 +218,10 @@ async fn timed_calls(sink: Option<&AuditSink>, who: &SessionIdentity, paced: boo
                 let id = new_execution_id();
                 let pending = ExecutionRecord::begin(id, who, "github", "create_issue", Some(args));
                 black_box(forward(i).await);
-                sink.record(pending.finish(ExecStatus::Ok, None, 0))
-                    .await
-                    .expect("record");
+                let done = pending.finish(ExecStatus::Ok, None, 0);
+                let h0 = Instant::now();
+                sink.record(done).await.expect("record");
+                handoffs.push(h0.elapsed().as_nanos() as u64);
             }
             None => {
                 black_box(&args);
@@ -178,7 +237,8 @@ async fn timed_calls(sink: Option<&AuditSink>, who: &SessionIdentity, paced: boo
         }
     }
     times.sort_unstable();
-    times
+    handoffs.sort_unstable();
+    (times, handoffs)
 }
 
 fn latency(dir: &Path) {
@@ -194,10 +254,11 @@ fn latency(dir: &Path) {
         let (off, on) = rt.block_on(async {
             // Warm up both paths.
             let _ = timed_calls(None, &who, false).await;
-            let off = timed_calls(None, &who, paced).await;
+            let (off, _) = timed_calls(None, &who, paced).await;
             let on = timed_calls(Some(&sink), &who, paced).await;
             (off, on)
         });
+        let (on, handoff) = on;
         writer.shutdown().expect("shutdown");
         let label = if paced {
             "paced, one call per 100 µs"
@@ -214,6 +275,13 @@ fn latency(dir: &Path) {
                 b as f64 / a.max(1) as f64
             );
         }
+        println!(
+            "  hand-off alone (sink.record): p50 {} ns, p99 {} ns, p99.9 {} ns (target p99 5,000 ns: {:.2} of it)",
+            percentile(&handoff, 0.50),
+            percentile(&handoff, 0.99),
+            percentile(&handoff, 0.999),
+            percentile(&handoff, 0.99) as f64 / 5000.0
+        );
     }
 }
 
@@ -250,14 +318,24 @@ fn criterion_benches(c: &mut Criterion) {
 #[allow(clippy::print_stdout)]
 fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (rows_per_s, avg_bytes) = sink_throughput(dir.path());
-    let plain = plain_sqlite_throughput(dir.path());
+    // Alternate the two, best of three each: this machine's load moves between runs.
+    let who = identity();
+    let rows: Vec<ExecutionRecord> = (0..THROUGHPUT_ROWS).map(|i| record(&who, i)).collect();
+    let (mut sink_best, mut plain_best, mut avg_bytes) = (0f64, 0f64, 0f64);
+    for round in 0..3 {
+        let (rps, avg) = sink_throughput(dir.path(), round, rows.clone());
+        let plain = plain_sqlite_throughput(dir.path(), round, rows.clone());
+        println!("  round {round}: sink {rps:.0} rows/s, plain {plain:.0} rows/s");
+        sink_best = sink_best.max(rps);
+        plain_best = plain_best.max(plain);
+        avg_bytes = avg;
+    }
     println!(
-        "writer throughput: {rows_per_s:.0} rows/s through the sink ({THROUGHPUT_ROWS} rows, {avg_bytes:.0} bytes stored per row)"
+        "writer throughput: {sink_best:.0} rows/s through the sink ({THROUGHPUT_ROWS} rows, {avg_bytes:.0} bytes stored per row)"
     );
     println!(
-        "baseline: {plain:.0} rows/s plain batched inserts, same rows; sink/baseline = {:.2}",
-        rows_per_s / plain
+        "baseline: {plain_best:.0} rows/s plain batched inserts, same rows; sink/baseline = {:.2} (target >= 0.90)",
+        sink_best / plain_best
     );
     latency(dir.path());
 

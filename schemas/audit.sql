@@ -12,8 +12,13 @@
 --
 -- Tamper evidence: every audited row (tool_executions, sessions, edge_events) has a position `seq` in
 -- one chain shared by the three tables and a `tag` = HMAC-SHA256(key, previous tag || canonical row).
--- `chain_head` caches the last position for the writer; it is not trusted by `audit verify`, which
--- checks against the MAC'd checkpoint file `audit.head` beside this file.
+-- The chain's head is vouched for outside this file: the MAC'd checkpoint `audit.head` beside it and a
+-- MAC'd high-water mark in the OS keyring. The writer appends only to a database that still holds the
+-- row each of them vouches for. (Version 1 had a `chain_head` cache table; nothing authenticated it and
+-- version 3 drops it.)
+--
+-- The columns of the three audited tables are declared once, in src/audit/layout.rs; a test checks
+-- that these migrations build exactly that layout.
 -- Times are Unix milliseconds (UTC); durations are microseconds.
 
 -- migration: 1
@@ -129,3 +134,14 @@ CREATE TABLE edge_events (
 
 CREATE INDEX edge_events_at    ON edge_events (at_ms);
 CREATE INDEX edge_events_check ON edge_events (check_name, at_ms);
+
+-- migration: 3
+
+-- Every forwarded request is audited, not only tool calls: `method` names the MCP method and `tool`
+-- holds its target (tool name, prompt name or resource URI). Rows written before this column existed
+-- were all `tools/call`; a row at that default MACs exactly as it did before, so they still verify.
+ALTER TABLE tool_executions ADD COLUMN method TEXT NOT NULL DEFAULT 'tools/call';
+CREATE INDEX tool_executions_method ON tool_executions (method, started_at_ms);
+
+-- The writer now finds the chain's end in the rows themselves, checked against the vouched heads.
+DROP TABLE chain_head;

@@ -16,7 +16,8 @@ pub const WEAK_SIGNING_SECRET: u8 = 5;
 pub const SECRETS_UNAVAILABLE: u8 = 6;
 /// The audit database cannot be opened or written, and the profile does not allow serving without it.
 pub const AUDIT_UNAVAILABLE: u8 = 7;
-/// `audit verify` found a broken link in the audit chain.
+/// The audit chain is broken: `audit verify` found a broken link, or `serve` refused to append to a
+/// log that no longer holds the rows its MAC'd checkpoint or high-water mark vouch for (a cut).
 pub const AUDIT_TAMPERED: u8 = 8;
 /// The command would overwrite or duplicate something: a server name that exists, a config that
 /// is already (or partly) migrated, a file that changed since it was read, a git-tracked file.

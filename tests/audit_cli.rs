@@ -62,7 +62,16 @@ async fn fill(w: &World, n: usize) {
 async fn verify_with_another_key_fails_by_name() {
     let w = World::new();
     fill(&w, 2).await;
-    // The profile's own key (created on first use) is not the one that chained this file.
+    // The profile's own key is not the one that chained this file.
+    let request: lastmile::secrets::BackendRequest = w.backend.parse().unwrap();
+    lastmile::secrets::open_store(request, &format!("lastmile:{}", w.profile))
+        .unwrap()
+        .store
+        .set(
+            &lastmile::secrets::SecretKey::Internal(lastmile::secrets::Internal::AuditKey),
+            &secrecy::SecretString::from("another-key-0123456789abcdefghij"),
+        )
+        .unwrap();
     for args in [
         &["audit", "verify"][..],
         &["audit", "prune", "--older-than", "90d"][..],
@@ -183,4 +192,84 @@ async fn bad_databases_get_named_errors() {
     assert_eq!(code(&out), i32::from(exit_codes::AUDIT_UNAVAILABLE));
     assert!(stderr.contains("schema version 42"), "{stderr}");
     assert!(stderr.contains("hint: upgrade lastmile"), "{stderr}");
+}
+
+#[tokio::test]
+async fn query_tail_and_export_show_and_filter_by_method() {
+    let w = World::new();
+    fill(&w, 2).await;
+    {
+        let key = AuditKey::from_bytes(b"cli-test-audit-key-0123456789abc".to_vec()).unwrap();
+        let writer = AuditWriter::open(&db_path(&w.data_dir()), key).unwrap();
+        let who = SessionIdentity {
+            session_id: "sess-carol".into(),
+            jti: None,
+            subject: Some("carol".into()),
+            tier: Tier::User,
+            transport: Transport::Stdio,
+        };
+        let sink = writer.sink();
+        for (method, target) in [
+            ("resources/read", "notes://today"),
+            ("prompts/get", "summarize"),
+        ] {
+            let rec =
+                ExecutionRecord::begin_request(new_execution_id(), &who, method, "notes", target)
+                    .finish(ExecStatus::Ok, None, 0);
+            sink.record(rec).await.unwrap();
+        }
+        tokio::task::spawn_blocking(move || writer.shutdown())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let out = w
+        .run(&["audit", "query", "--method", "resources/read", "--json"])
+        .await;
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["method"], "resources/read");
+    assert_eq!(rows[0]["tool"], "notes://today");
+    assert_eq!(rows[0]["subject"], "carol");
+
+    let out = w.run(&["audit", "query"]).await;
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].contains("METHOD") && lines[0].contains("TARGET"),
+        "{stdout}"
+    );
+    assert!(lines[1].contains("tools/call"), "{stdout}");
+    assert!(lines[4].contains("prompts/get") && lines[4].contains("summarize"));
+
+    let out = w
+        .run(&["audit", "tail", "--method", "tools/call", "--json"])
+        .await;
+    let tools: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(tools.len(), 2);
+    assert!(tools.iter().all(|t| t["method"] == "tools/call"));
+
+    let out = w.run(&["audit", "export", "--jsonl"]).await;
+    let all: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[3]["method"], "prompts/get");
+    let out = w
+        .run(&["audit", "export", "--jsonl", "--method", "prompts/get"])
+        .await;
+    let only: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0]["kind"], "tool_execution");
+    assert_eq!(only[0]["tool"], "summarize");
+    assert_eq!(only[0]["seq"], 4);
 }

@@ -2,6 +2,7 @@
 
 mod util;
 
+mod audit_chain;
 mod audit_cli;
 mod audit_e2e;
 mod canary;

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::AuditError;
+use super::{AuditError, files};
 
 /// The schema, one `-- migration: N` block per version.
 pub(crate) const SCHEMA_SQL: &str = include_str!("../../schemas/audit.sql");
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// How long a statement waits for another connection's lock before failing as locked.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -101,10 +101,24 @@ pub(crate) fn open(path: &Path, opts: OpenOptions) -> Result<Connection, AuditEr
         && let Some(dir) = path.parent()
         && !dir.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(dir).map_err(|e| AuditError::Io {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(|e| AuditError::Io {
             path: dir.to_path_buf(),
             detail: e.to_string(),
         })?;
+    }
+    if !opts.read_only {
+        let io = |e: std::io::Error| AuditError::Io {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        };
+        if opts.create {
+            files::create_private(path).map_err(io)?;
+        }
+        files::tighten_all(path).map_err(io)?;
     }
     let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
     if opts.read_only {
@@ -151,6 +165,13 @@ pub(crate) fn open(path: &Path, opts: OpenOptions) -> Result<Connection, AuditEr
     // of SQLite's 2 MiB) keeps the gateway's resident memory down.
     conn.pragma_update(None, "cache_size", -512).map_err(err)?;
     migrate(&mut conn, path, version)?;
+    if !opts.read_only {
+        // The WAL and shared-memory files exist now; an older lastmile may have made them looser.
+        files::tighten_all(path).map_err(|e| AuditError::Io {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+    }
     Ok(conn)
 }
 
@@ -249,7 +270,7 @@ mod tests {
             assert_eq!(edge, 0);
         }
         let conn = open(&path, opts()).unwrap();
-        assert_eq!(version(&conn), 2);
+        assert_eq!(version(&conn), SCHEMA_VERSION);
         let edge: i64 = conn
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE name = 'edge_events'",

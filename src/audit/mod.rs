@@ -1,4 +1,4 @@
-//! The audit log: every tool execution, session event and HTTP edge denial in one SQLite file per
+//! The audit log: every forwarded request, session event and HTTP edge denial in one SQLite file per
 //! profile (`audit.db` in its data folder), bound to the identity that made it, chained with an
 //! HMAC so that edits, deletions, reordering and truncation are caught, and never holding a
 //! credential.
@@ -18,17 +18,30 @@
 //! let pending = ExecutionRecord::begin(id, &who, "github", "create_issue", None);
 //! // ... the call ...
 //! sink.record(pending.finish(ExecStatus::Ok, None, 0)).await?;
+//! // Any other forwarded request: its method and target, no arguments.
+//! let read = ExecutionRecord::begin_request(new_execution_id(), &who, "resources/read", "github",
+//!     "repo://acme/widgets/README.md");
+//! sink.record(read.finish(ExecStatus::Ok, None, 0)).await?;
 //! sink.flush().await?; // when durability must be awaited
 //! tokio::task::spawn_blocking(move || writer.shutdown()).await.ok();
 //! # Ok(()) }
 //! ```
 //!
-//! This module knows nothing of rmcp or of the secret store: the key is passed in.
+//! Tamper evidence: rows are chained with an HMAC; the chain's head is vouched for by a MAC'd
+//! checkpoint beside the database and by a MAC'd high-water mark kept elsewhere (a
+//! [`HighWaterStore`], the OS keyring in the CLI). The writer appends only to a database that still
+//! holds the rows those heads vouch for, checked under the database's write lock, so several
+//! processes can append to one log.
+//!
+//! This module knows nothing of rmcp or of the secret store: the key and the mark's store are passed in.
 
 use std::path::PathBuf;
 
 mod chain;
 mod db;
+mod files;
+mod layout;
+mod mark;
 mod query;
 mod record;
 mod writer;
@@ -38,6 +51,7 @@ mod tests;
 
 pub use chain::{AuditKey, ChainBreak, VerifyReport, head_path};
 pub use db::{DB_FILE_NAME, DEFAULT_BUSY_TIMEOUT, SCHEMA_VERSION, db_path};
+pub use mark::{HighWaterStore, MemoryMark, forget_mark, missing_database_break};
 pub use query::{AuditReader, ExecutionRow, Filter, PruneReport};
 pub use record::{
     AuditRecord, EdgeEvent, ExecStatus, ExecutionId, ExecutionRecord, JWT_MASK, PendingExecution,
@@ -149,6 +163,25 @@ pub enum AuditError {
         /// The file.
         path: PathBuf,
     },
+    /// The database no longer holds rows that a MAC'd head (the checkpoint file or the keyring's
+    /// high-water mark) vouches for: the writer refuses to append to a cut chain.
+    #[error(
+        "refusing to append to the audit database {path}: {found}\nhint: keep {path} and audit.head beside it as evidence and run `lastmile audit verify`; to start a new log, move both aside and run `lastmile audit restart`"
+    )]
+    ChainBroken {
+        /// The file.
+        path: PathBuf,
+        /// What was found.
+        found: ChainBreak,
+    },
+    /// The high-water mark could not be read or written.
+    #[error(
+        "cannot read or write the audit log's high-water mark in the secret store: {detail}\nhint: run `lastmile secrets status`"
+    )]
+    MarkUnavailable {
+        /// The store's words.
+        detail: String,
+    },
     /// The writer has shut down; the record was not taken.
     #[error("the audit writer has shut down\nhint: this happens only while lastmile is exiting")]
     Closed,
@@ -167,6 +200,14 @@ pub enum AuditError {
         /// The last failure.
         detail: String,
     },
+}
+
+impl AuditError {
+    /// Whether this is a cut or rewritten chain (exit code `AUDIT_TAMPERED`) rather than a
+    /// database that cannot be used (`AUDIT_UNAVAILABLE`).
+    pub fn is_chain_break(&self) -> bool {
+        matches!(self, AuditError::ChainBroken { .. })
+    }
 }
 
 /// Unix milliseconds as RFC 3339 UTC with milliseconds: `2026-11-28T10:00:00.123Z`.

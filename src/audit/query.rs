@@ -1,4 +1,4 @@
-//! Reading the audit log: filtered queries over tool executions ("what did this identity touch"),
+//! Reading the audit log: filtered queries over forwarded requests ("what did this identity touch"),
 //! tail, JSON Lines export of every chained row, and the maintenance that needs the key (`verify`,
 //! `prune`).
 
@@ -9,8 +9,10 @@ use std::time::Duration;
 use rusqlite::{Connection, TransactionBehavior};
 use serde::Serialize;
 
-use super::chain::{self, AuditKey, Table, Val, VerifyReport};
+use super::chain::{self, AuditKey, VerifyReport};
 use super::db::{self, OpenOptions, classify};
+use super::layout::{ExecRow, Table, Val};
+use super::mark::{self, HighWaterStore};
 use super::record::{ExecStatus, now_ms};
 use super::{AuditError, format_utc_ms};
 
@@ -25,8 +27,10 @@ pub struct Filter {
     pub jti: Option<String>,
     /// Only this server's tools.
     pub server: Option<String>,
-    /// Only this tool (its name on its server).
+    /// Only this target: a tool's name on its server, a prompt's name or a resource URI.
     pub tool: Option<String>,
+    /// Only this MCP method (`tools/call`, `resources/read`, ...).
+    pub method: Option<String>,
     /// Only calls that ended this way.
     pub status: Option<ExecStatus>,
     /// Only calls started at or after this time (Unix ms).
@@ -46,7 +50,7 @@ impl Filter {
     }
 }
 
-/// One tool execution as read back.
+/// One forwarded request (a tool call or any other) as read back.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ExecutionRow {
     /// Position in the chain.
@@ -71,9 +75,11 @@ pub struct ExecutionRow {
     pub tier: String,
     /// `stdio` or `http`.
     pub transport: String,
+    /// The MCP method.
+    pub method: String,
     /// The server.
     pub server: String,
-    /// The tool.
+    /// The target: tool name, prompt name or resource URI.
     pub tool: String,
     /// The scrubbed arguments.
     pub arguments: Option<serde_json::Value>,
@@ -85,34 +91,39 @@ pub struct ExecutionRow {
     pub redactions: i64,
 }
 
-const EXEC_SELECT: &str = "SELECT seq, execution_id, started_at_ms, finished_at_ms, duration_us, \
-     session_id, jti, subject, tier, transport, server, tool, arguments, status, error, redactions \
-     FROM tool_executions";
+fn exec_select() -> String {
+    format!(
+        "SELECT seq, {} FROM {}",
+        Table::Executions.select_columns(),
+        Table::Executions.name()
+    )
+}
 
 fn parse_json(text: Option<String>) -> Option<serde_json::Value> {
     text.map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)))
 }
 
 fn exec_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionRow> {
-    let started_at_ms: i64 = r.get(2)?;
+    let row = ExecRow::from_row(r, 1)?;
     Ok(ExecutionRow {
         seq: r.get(0)?,
-        execution_id: r.get(1)?,
-        started_at: format_utc_ms(started_at_ms),
-        started_at_ms,
-        finished_at_ms: r.get(3)?,
-        duration_us: r.get(4)?,
-        session_id: r.get(5)?,
-        jti: r.get(6)?,
-        subject: r.get(7)?,
-        tier: r.get(8)?,
-        transport: r.get(9)?,
-        server: r.get(10)?,
-        tool: r.get(11)?,
-        arguments: parse_json(r.get(12)?),
-        status: r.get(13)?,
-        error: r.get(14)?,
-        redactions: r.get(15)?,
+        execution_id: row.execution_id,
+        started_at: format_utc_ms(row.started_at_ms),
+        started_at_ms: row.started_at_ms,
+        finished_at_ms: row.finished_at_ms,
+        duration_us: row.duration_us,
+        session_id: row.session_id,
+        jti: row.jti,
+        subject: row.subject,
+        tier: row.tier,
+        transport: row.transport,
+        method: row.method,
+        server: row.server,
+        tool: row.tool,
+        arguments: parse_json(row.arguments),
+        status: row.status,
+        error: row.error,
+        redactions: row.redactions,
     })
 }
 
@@ -154,7 +165,7 @@ impl AuditReader {
     }
 
     fn build(filter: &Filter) -> (String, Vec<Val>) {
-        let mut sql = String::from(EXEC_SELECT);
+        let mut sql = exec_select();
         let mut clauses: Vec<String> = Vec::new();
         let mut params: Vec<Val> = Vec::new();
         let mut text = |col: &str, v: &Option<String>, params: &mut Vec<Val>| {
@@ -168,6 +179,7 @@ impl AuditReader {
         text("jti", &filter.jti, &mut params);
         text("server", &filter.server, &mut params);
         text("tool", &filter.tool, &mut params);
+        text("method", &filter.method, &mut params);
         text(
             "status",
             &filter.status.map(|s| s.as_str().to_string()),
@@ -193,7 +205,7 @@ impl AuditReader {
         (sql, params)
     }
 
-    /// Tool executions matching `filter`, oldest first.
+    /// Requests matching `filter`, oldest first.
     pub fn executions(&self, filter: &Filter) -> Result<Vec<ExecutionRow>, AuditError> {
         let (sql, params) = Self::build(filter);
         let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
@@ -227,7 +239,7 @@ impl AuditReader {
 
     /// The last `n` tool executions (by chain position), oldest first.
     pub fn tail(&self, n: usize) -> Result<Vec<ExecutionRow>, AuditError> {
-        let sql = format!("{EXEC_SELECT} ORDER BY seq DESC LIMIT {n}");
+        let sql = format!("{} ORDER BY seq DESC LIMIT {n}", exec_select());
         let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
         let rows = stmt.query_map([], exec_row).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
@@ -240,7 +252,7 @@ impl AuditReader {
 
     /// Tool executions after chain position `seq`, oldest first (`tail --follow` polls this).
     pub fn executions_after(&self, seq: i64) -> Result<Vec<ExecutionRow>, AuditError> {
-        let sql = format!("{EXEC_SELECT} WHERE seq > ?1 ORDER BY seq");
+        let sql = format!("{} WHERE seq > ?1 ORDER BY seq", exec_select());
         let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
         let rows = stmt.query_map([seq], exec_row).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
@@ -254,27 +266,43 @@ impl AuditReader {
     /// line, in chain order, each with its `kind`, `seq` and `tag` (hex) so that a SIEM holds the chain
     /// too. Returns the number of lines.
     pub fn export_jsonl(&self, out: &mut dyn Write) -> Result<u64, AuditError> {
+        self.export_jsonl_of(out, None)
+    }
+
+    /// [`AuditReader::export_jsonl`] of the requests of one MCP method only (session and edge rows
+    /// are left out), in the same format.
+    pub fn export_jsonl_of(
+        &self,
+        out: &mut dyn Write,
+        method: Option<&str>,
+    ) -> Result<u64, AuditError> {
+        let method_at = Table::Executions
+            .columns()
+            .iter()
+            .position(|c| c.name == "method");
         let mut count = 0u64;
         let mut failure: Option<std::io::Error> = None;
         chain::walk_rows(&self.conn, &self.path, |row| {
+            if let Some(m) = method {
+                let keep = row.table == Table::Executions
+                    && method_at.and_then(|i| row.values.get(i)) == Some(&Val::Text(m.into()));
+                if !keep {
+                    return std::ops::ControlFlow::Continue(());
+                }
+            }
             let mut obj = serde_json::Map::new();
-            let kind = match row.table {
-                Table::Executions => "tool_execution",
-                Table::Sessions => "session",
-                Table::Edge => "edge_event",
-            };
-            obj.insert("kind".into(), kind.into());
+            obj.insert("kind".into(), row.table.def().kind.into());
             obj.insert("seq".into(), row.seq.into());
-            for (col, v) in row.table.columns().iter().zip(&row.values) {
+            for (col, v) in row.table.columns().iter().map(|c| c.name).zip(&row.values) {
                 let json = match v {
                     Val::Null => serde_json::Value::Null,
                     Val::Int(i) => (*i).into(),
-                    Val::Text(t) if *col == "arguments" => {
+                    Val::Text(t) if col == "arguments" => {
                         serde_json::from_str(t).unwrap_or_else(|_| t.clone().into())
                     }
                     Val::Text(t) => t.clone().into(),
                 };
-                obj.insert((*col).to_string(), json);
+                obj.insert(col.to_string(), json);
                 if col.ends_with("_at_ms")
                     && let Val::Int(ms) = v
                 {
@@ -300,9 +328,20 @@ impl AuditReader {
         Ok(count)
     }
 
-    /// Walk the chain and name the first broken link.
+    /// Walk the chain and name the first broken link. Writes nothing.
     pub fn verify(&self, key: &AuditKey) -> Result<VerifyReport, AuditError> {
-        chain::verify(&self.conn, key, &self.path)
+        chain::verify(&self.conn, key, &self.path, None)
+    }
+
+    /// [`AuditReader::verify`], also checking that the database reaches the high-water mark kept
+    /// in `mark` (which catches a cut of rows, prune anchor and checkpoint file together).
+    pub fn verify_with_mark(
+        &self,
+        key: &AuditKey,
+        mark: &dyn HighWaterStore,
+    ) -> Result<VerifyReport, AuditError> {
+        let state = mark::read_mark(mark, key, &self.path)?;
+        chain::verify(&self.conn, key, &self.path, Some(state))
     }
 
     /// Remove rows older than `older_than` — the oldest part of the chain, up to the first row that is
@@ -334,7 +373,7 @@ impl AuditReader {
                     &format!(
                         "SELECT min(seq) FROM {} WHERE {} >= ?1",
                         t.name(),
-                        t.time_column()
+                        t.def().time_column
                     ),
                     [cutoff],
                     |r| r.get(0),

@@ -175,7 +175,8 @@ pub struct SessionIdentity {
     pub transport: Transport,
 }
 
-/// One tool execution, as stored in `tool_executions`.
+/// One forwarded request (a tool call, a prompt, a resource read, a list...), as stored in
+/// `tool_executions`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecutionRecord {
     /// Made before the call with [`new_execution_id`].
@@ -188,9 +189,12 @@ pub struct ExecutionRecord {
     pub duration_us: i64,
     /// Who made the call.
     pub identity: SessionIdentity,
+    /// The MCP method: `tools/call`, `prompts/get`, `resources/read`, `tools/list`, ...
+    pub method: String,
     /// The downstream server (the file stem in `servers.d/`).
     pub server: String,
-    /// The tool's name on that server (not the namespaced name).
+    /// The target on that server: the tool's name (not the namespaced name), the prompt's name or
+    /// the resource URI; empty for requests without one (the list requests).
     pub tool: String,
     /// The call's arguments, already scrubbed by the redactor. Serialized by the writer thread.
     pub arguments: Option<serde_json::Value>,
@@ -217,12 +221,38 @@ impl ExecutionRecord {
             started_at_ms: now_ms(),
             started: Instant::now(),
             identity: identity.clone(),
+            method: TOOLS_CALL.to_string(),
             server: server.to_string(),
             tool: tool.to_string(),
             arguments,
         }
     }
+
+    /// Start timing any other forwarded request: `method` is its MCP method (`resources/read`,
+    /// `prompts/get`, `tools/list`, ...) and `target` what it names on `server` (a prompt's name, a
+    /// resource URI, or `""`). Finish it as a tool call is finished.
+    pub fn begin_request(
+        execution_id: ExecutionId,
+        identity: &SessionIdentity,
+        method: &str,
+        server: &str,
+        target: &str,
+    ) -> PendingExecution {
+        PendingExecution {
+            execution_id,
+            started_at_ms: now_ms(),
+            started: Instant::now(),
+            identity: identity.clone(),
+            method: method.to_string(),
+            server: server.to_string(),
+            tool: target.to_string(),
+            arguments: None,
+        }
+    }
 }
+
+/// The method of a tool call, the default of the `method` column.
+pub(crate) const TOOLS_CALL: &str = "tools/call";
 
 /// A call that has started and not yet ended. [`PendingExecution::finish`] makes the record.
 #[derive(Debug, Clone)]
@@ -231,6 +261,7 @@ pub struct PendingExecution {
     started_at_ms: i64,
     started: Instant,
     identity: SessionIdentity,
+    method: String,
     server: String,
     tool: String,
     arguments: Option<serde_json::Value>,
@@ -258,6 +289,7 @@ impl PendingExecution {
                 .saturating_add(i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)),
             duration_us: i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX),
             identity: self.identity,
+            method: self.method,
             server: self.server,
             tool: self.tool,
             arguments: self.arguments,

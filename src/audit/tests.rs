@@ -1,6 +1,7 @@
 //! Tests across the audit module: writer, chain, verify, prune, queries.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -378,8 +379,7 @@ fn verify_catches_truncation() {
     f.sql(
         "DELETE FROM sessions WHERE seq = 13;
          DELETE FROM edge_events WHERE seq = 12;
-         DELETE FROM tool_executions WHERE seq = 11;
-         UPDATE chain_head SET seq = 10;",
+         DELETE FROM tool_executions WHERE seq = 11;",
     );
     let report = f.verify();
     assert_eq!(
@@ -765,4 +765,445 @@ fn formats_utc() {
     assert_eq!(format_utc_ms(1_795_860_000_123), "2026-11-28T10:00:00.123Z");
     assert_eq!(format_utc_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
     assert_eq!(format_utc_ms(-1), "1969-12-31T23:59:59.999Z");
+}
+
+fn open_marked(path: &Path, mark: &Arc<MemoryMark>) -> Result<AuditWriter, AuditError> {
+    open_marked_with(path, mark, WriterOptions::default())
+}
+
+fn open_marked_with(
+    path: &Path,
+    mark: &Arc<MemoryMark>,
+    opts: WriterOptions,
+) -> Result<AuditWriter, AuditError> {
+    struct Shared(Arc<MemoryMark>);
+    impl HighWaterStore for Shared {
+        fn load(&self) -> Result<Option<String>, String> {
+            self.0.load()
+        }
+        fn store(&self, record: &str) -> Result<(), String> {
+            self.0.store(record)
+        }
+    }
+    AuditWriter::open_guarded(path, key(), opts, Some(Box::new(Shared(mark.clone()))))
+}
+
+#[test]
+fn the_mark_rises_while_rows_come_not_only_at_the_end() {
+    let f = Fixture::new();
+    let mark = Arc::new(MemoryMark::default());
+    let writer = open_marked_with(
+        &f.path,
+        &mark,
+        WriterOptions {
+            mark_interval: Duration::ZERO,
+            ..WriterOptions::default()
+        },
+    )
+    .unwrap();
+    let sink = writer.sink();
+    let seen = |m: &MemoryMark| match mark::read_mark(m, &key(), &f.path).unwrap() {
+        mark::MarkState::Valid(h) => h.seq,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(seen(&mark), 0, "raised at open");
+    sink.record_blocking(exec("alice", "t", ExecStatus::Ok))
+        .unwrap();
+    sink.flush_blocking().unwrap();
+    // The mark is raised after the batch's commit, on the writer thread: a second batch's flush
+    // returns only after the first batch's raise.
+    sink.record_blocking(exec("alice", "u", ExecStatus::Ok))
+        .unwrap();
+    sink.flush_blocking().unwrap();
+    assert!(seen(&mark) >= 1);
+    writer.shutdown().unwrap();
+    assert_eq!(seen(&mark), 2);
+}
+
+fn write_n(writer: AuditWriter, n: usize) -> WriterStats {
+    let sink = writer.sink();
+    for i in 0..n {
+        sink.record_blocking(exec("alice", &format!("t{i}"), ExecStatus::Ok))
+            .unwrap();
+    }
+    writer.shutdown().unwrap()
+}
+
+fn chain_break(e: AuditError) -> ChainBreak {
+    match e {
+        AuditError::ChainBroken { found, .. } => found,
+        other => panic!("expected a chain break, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_cut_suffix_is_refused_by_the_next_writer_even_with_the_old_head_table_forged() {
+    let f = Fixture::new();
+    f.fill(10);
+    // The attack of issue 9: cut the newest rows. (Version 2 resumed from an unauthenticated
+    // `chain_head` table; there is none to forge now, and the checkpoint still says 13.)
+    f.sql("DELETE FROM sessions WHERE seq = 13; DELETE FROM edge_events WHERE seq = 12;");
+    let e = AuditWriter::open(&f.path, key()).unwrap_err();
+    assert!(e.is_chain_break());
+    assert_eq!(
+        chain_break(e.clone()),
+        ChainBreak::Truncated {
+            last_found: 11,
+            checkpoint: 13
+        }
+    );
+    assert!(e.to_string().contains("refusing to append"), "{e}");
+    assert!(e.to_string().contains("\nhint: "), "{e}");
+    // Nothing was appended: verify still names the cut.
+    assert!(matches!(
+        f.verify().broken,
+        Some(ChainBreak::Truncated { .. })
+    ));
+}
+
+#[test]
+fn an_older_checkpoint_copied_back_does_not_hide_a_cut_from_the_mark() {
+    let f = Fixture::new();
+    let mark = Arc::new(MemoryMark::default());
+    write_n(open_marked(&f.path, &mark).unwrap(), 3);
+    let old_head = std::fs::read(head_path(&f.path)).unwrap();
+    write_n(open_marked(&f.path, &mark).unwrap(), 4);
+    // Cut back to the old checkpoint and put the old checkpoint back.
+    f.sql("DELETE FROM tool_executions WHERE seq > 3");
+    std::fs::write(head_path(&f.path), &old_head).unwrap();
+    assert!(
+        f.verify().is_intact(),
+        "without the mark this cut is invisible"
+    );
+    let e = open_marked(&f.path, &mark).unwrap_err();
+    assert_eq!(
+        chain_break(e),
+        ChainBreak::BelowHighWater {
+            last_found: 3,
+            recorded: 7
+        }
+    );
+    let report = f.reader().verify_with_mark(&key(), mark.as_ref()).unwrap();
+    assert_eq!(
+        report.broken,
+        Some(ChainBreak::BelowHighWater {
+            last_found: 3,
+            recorded: 7
+        })
+    );
+}
+
+#[test]
+fn a_wipe_of_rows_anchor_and_checkpoint_is_caught_by_the_mark() {
+    let f = Fixture::new();
+    let mark = Arc::new(MemoryMark::default());
+    write_n(open_marked(&f.path, &mark).unwrap(), 5);
+    let mut reader = f.reader();
+    std::thread::sleep(Duration::from_millis(3));
+    reader.prune(&key(), Duration::ZERO).unwrap().unwrap();
+    drop(reader);
+    f.sql("DELETE FROM tool_executions; DELETE FROM sessions; DELETE FROM edge_events; DELETE FROM chain_anchor;");
+    std::fs::remove_file(head_path(&f.path)).unwrap();
+    assert!(
+        f.verify().is_intact(),
+        "without the mark a wipe looks like a new log"
+    );
+    let report = f.reader().verify_with_mark(&key(), mark.as_ref()).unwrap();
+    assert_eq!(
+        report.broken,
+        Some(ChainBreak::BelowHighWater {
+            last_found: 0,
+            recorded: 5
+        })
+    );
+    let e = open_marked(&f.path, &mark).unwrap_err();
+    assert!(matches!(chain_break(e), ChainBreak::BelowHighWater { .. }));
+    // After the user moves the log aside and forgets its mark, a new log starts.
+    std::fs::remove_file(&f.path).unwrap();
+    assert!(forget_mark(mark.as_ref(), &f.path).unwrap());
+    write_n(open_marked(&f.path, &mark).unwrap(), 1);
+    let report = f.reader().verify_with_mark(&key(), mark.as_ref()).unwrap();
+    assert!(report.is_intact(), "{:?}", report.broken);
+}
+
+#[test]
+fn a_cut_while_a_writer_runs_stops_its_appends() {
+    let f = Fixture::new();
+    let writer = AuditWriter::open_with(
+        &f.path,
+        key(),
+        WriterOptions {
+            shutdown_grace: Duration::from_millis(50),
+            ..WriterOptions::default()
+        },
+    )
+    .unwrap();
+    let sink = writer.sink();
+    for i in 0..3 {
+        sink.record_blocking(exec("alice", &format!("t{i}"), ExecStatus::Ok))
+            .unwrap();
+    }
+    assert_eq!(sink.flush_blocking().unwrap(), 3);
+    let old = std::fs::read(head_path(&f.path)).unwrap();
+    sink.record_blocking(exec("alice", "t3", ExecStatus::Ok))
+        .unwrap();
+    assert_eq!(sink.flush_blocking().unwrap(), 4);
+    // Cut row 4 and restore the checkpoint that says 3: the writer remembers 4.
+    f.sql("DELETE FROM tool_executions WHERE seq = 4");
+    std::fs::write(head_path(&f.path), old).unwrap();
+    sink.record_blocking(exec("alice", "t4", ExecStatus::Ok))
+        .unwrap();
+    let e = sink.flush_blocking().unwrap_err();
+    assert!(matches!(
+        chain_break(e),
+        ChainBreak::Truncated { checkpoint: 4, .. }
+    ));
+    let end = writer.shutdown();
+    assert!(matches!(end, Err(AuditError::Unwritten { .. })), "{end:?}");
+    assert_eq!(count(&f.path, "tool_executions"), 3);
+}
+
+#[test]
+fn a_forged_or_deleted_checkpoint_is_refused_by_the_writer() {
+    let f = Fixture::new();
+    f.fill(1);
+    let head = head_path(&f.path);
+    let saved = std::fs::read_to_string(&head).unwrap();
+    std::fs::write(&head, saved.replace("seq 4", "seq 3")).unwrap();
+    let e = AuditWriter::open(&f.path, key()).unwrap_err();
+    assert!(matches!(
+        chain_break(e),
+        ChainBreak::CheckpointForged { .. }
+    ));
+    std::fs::remove_file(&head).unwrap();
+    let e = AuditWriter::open(&f.path, key()).unwrap_err();
+    assert!(matches!(
+        chain_break(e),
+        ChainBreak::CheckpointMissing { .. }
+    ));
+    std::fs::write(&head, saved).unwrap();
+    f.fill(1);
+    assert!(f.verify().is_intact());
+}
+
+#[test]
+fn a_crash_between_commit_and_checkpoint_is_not_a_cut() {
+    let f = Fixture::new();
+    let mark = Arc::new(MemoryMark::default());
+    write_n(open_marked(&f.path, &mark).unwrap(), 2);
+    let lagging = std::fs::read(head_path(&f.path)).unwrap();
+    // Rows committed, then the process dies before the checkpoint and the mark are raised.
+    write_n(open_with_no_mark(&f.path), 3);
+    std::fs::write(head_path(&f.path), lagging).unwrap();
+    let report = f.reader().verify_with_mark(&key(), mark.as_ref()).unwrap();
+    assert!(report.is_intact(), "{:?}", report.broken);
+    assert_eq!(report.past_checkpoint, 3);
+    write_n(open_marked(&f.path, &mark).unwrap(), 1);
+    let report = f.reader().verify_with_mark(&key(), mark.as_ref()).unwrap();
+    assert!(report.is_intact(), "{:?}", report.broken);
+    assert_eq!((report.rows, report.past_checkpoint), (6, 0));
+}
+
+fn open_with_no_mark(path: &Path) -> AuditWriter {
+    AuditWriter::open(path, key()).unwrap()
+}
+
+#[test]
+fn writers_of_two_processes_interleave_into_one_chain() {
+    let f = Fixture::new();
+    let mark = Arc::new(MemoryMark::default());
+    let a = open_marked(&f.path, &mark).unwrap();
+    let b = open_marked(&f.path, &mark).unwrap();
+    let (sa, sb) = (a.sink(), b.sink());
+    let t = std::thread::spawn(move || {
+        for i in 0..300 {
+            sa.record_blocking(exec("alice", &format!("a{i}"), ExecStatus::Ok))
+                .unwrap();
+            if i % 50 == 0 {
+                sa.flush_blocking().unwrap();
+            }
+        }
+    });
+    for i in 0..300 {
+        sb.record_blocking(exec("bob", &format!("b{i}"), ExecStatus::Ok))
+            .unwrap();
+        if i % 70 == 0 {
+            sb.flush_blocking().unwrap();
+        }
+    }
+    t.join().unwrap();
+    a.shutdown().unwrap();
+    b.shutdown().unwrap();
+    let report = f.reader().verify_with_mark(&key(), mark.as_ref()).unwrap();
+    assert!(report.is_intact(), "{:?}", report.broken);
+    assert_eq!((report.rows, report.past_checkpoint), (600, 0));
+}
+
+#[test]
+fn non_tool_requests_are_rows_with_their_method_and_target() {
+    let f = Fixture::new();
+    let writer = AuditWriter::open(&f.path, key()).unwrap();
+    let sink = writer.sink();
+    let w = who("alice");
+    sink.record_blocking(exec("alice", "create_issue", ExecStatus::Ok))
+        .unwrap();
+    for (method, target) in [
+        ("resources/read", "repo://acme/widgets/README.md"),
+        ("prompts/get", "summarize"),
+        ("tools/list", ""),
+    ] {
+        let p = ExecutionRecord::begin_request(new_execution_id(), &w, method, "github", target);
+        sink.record_blocking(p.finish(ExecStatus::Denied, Some("expired".into()), 0))
+            .unwrap();
+    }
+    writer.shutdown().unwrap();
+    assert!(f.verify().is_intact());
+    let r = f.reader();
+    let all = r.executions(&Filter::default()).unwrap();
+    let methods: Vec<&str> = all.iter().map(|r| r.method.as_str()).collect();
+    assert_eq!(
+        methods,
+        ["tools/call", "resources/read", "prompts/get", "tools/list"]
+    );
+    assert!(all[1].arguments.is_none());
+    let reads = r
+        .executions(&Filter {
+            method: Some("resources/read".into()),
+            subject: Some("alice".into()),
+            ..Filter::default()
+        })
+        .unwrap();
+    assert_eq!(reads.len(), 1);
+    assert_eq!(reads[0].tool, "repo://acme/widgets/README.md");
+    let plan = r
+        .explain(&Filter {
+            method: Some("prompts/get".into()),
+            ..Filter::default()
+        })
+        .unwrap()
+        .join(" ");
+    assert!(plan.contains("tool_executions_method"), "{plan}");
+    // Changing a row's method is an edit.
+    f.sql("UPDATE tool_executions SET method = 'tools/call' WHERE seq = 2");
+    assert!(matches!(
+        f.verify().broken,
+        Some(ChainBreak::Edited { seq: 2, .. })
+    ));
+}
+
+/// The row bytes version 2 MAC'd, spelled out by hand (no `method` column).
+fn v2_canonical(seq: i64, values: &[Option<&str>], ints: &[(usize, i64)]) -> Vec<u8> {
+    let mut out = b"tool_executions\0".to_vec();
+    out.extend_from_slice(&seq.to_be_bytes());
+    for (i, v) in values.iter().enumerate() {
+        if let Some((_, n)) = ints.iter().find(|(at, _)| *at == i) {
+            out.push(1);
+            out.extend_from_slice(&n.to_be_bytes());
+            continue;
+        }
+        match v {
+            None => out.push(0),
+            Some(t) => {
+                out.push(2);
+                out.extend_from_slice(&(t.len() as u64).to_be_bytes());
+                out.extend_from_slice(t.as_bytes());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_version_2_log_is_upgraded_and_still_verifies() {
+    let f = Fixture::new();
+    let k = key();
+    {
+        let conn = Connection::open(&f.path).unwrap();
+        for (v, sql) in db::migrations().into_iter().take(2) {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", v).unwrap();
+        }
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('key_check', ?1)",
+            [k.check_value()],
+        )
+        .unwrap();
+        let mut prev = chain::GENESIS;
+        for seq in 1..=2i64 {
+            let text: [Option<&str>; 15] = [
+                Some("0193a5b2-7c4e-7d21-9f3a-2b6c8e1d4f70"),
+                None,
+                None,
+                None,
+                Some("s1"),
+                Some("j1"),
+                Some("alice"),
+                Some("user"),
+                Some("stdio"),
+                Some("github"),
+                Some("create_issue"),
+                Some("{}"),
+                Some("ok"),
+                None,
+                None,
+            ];
+            let ints = [(1, 1000 + seq), (2, 1001 + seq), (3, 5), (14, 0)];
+            let tag = k.row_tag(&prev, &v2_canonical(seq, &text, &ints));
+            conn.execute(
+                "INSERT INTO tool_executions (seq, execution_id, started_at_ms, finished_at_ms,
+                 duration_us, session_id, jti, subject, tier, transport, server, tool, arguments,
+                 status, error, redactions, tag)
+                 VALUES (?1, '0193a5b2-7c4e-7d21-9f3a-2b6c8e1d4f70', ?2, ?3, 5, 's1', 'j1', 'alice',
+                 'user', 'stdio', 'github', 'create_issue', '{}', 'ok', NULL, 0, ?4)",
+                rusqlite::params![seq, 1000 + seq, 1001 + seq, tag],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT OR REPLACE INTO chain_head (id, seq, tag) VALUES (1, ?1, ?2)",
+                rusqlite::params![seq, tag],
+            )
+            .unwrap();
+            prev = tag;
+        }
+        chain::write_head(&k, &head_path(&f.path), chain::Head { seq: 2, tag: prev }).unwrap();
+    }
+    let report = f.verify();
+    assert!(report.is_intact(), "{:?}", report.broken);
+    assert_eq!(report.rows, 2);
+    // The writer continues the upgraded chain.
+    write_n(open_with_no_mark(&f.path), 2);
+    let report = f.verify();
+    assert!(report.is_intact(), "{:?}", report.broken);
+    assert_eq!(report.rows, 4);
+    let rows = f.reader().executions(&Filter::default()).unwrap();
+    assert!(rows.iter().all(|r| r.method == "tools/call"));
+}
+
+#[cfg(unix)]
+#[test]
+fn the_database_its_wal_and_the_checkpoint_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let writer = AuditWriter::open(&f.path, key()).unwrap();
+    let sink = writer.sink();
+    sink.record_blocking(exec("alice", "t", ExecStatus::Ok))
+        .unwrap();
+    sink.flush_blocking().unwrap();
+    for p in files::companions(&f.path) {
+        assert_eq!(mode(&p), 0o600, "{}", p.display());
+    }
+    writer.shutdown().unwrap();
+    // Files an older version left world-readable are tightened at the next open.
+    for p in files::companions(&f.path) {
+        if p.exists() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    drop(f.reader());
+    for p in files::companions(&f.path) {
+        if p.exists() {
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
+    }
 }

@@ -3,6 +3,13 @@
 //! channel is momentarily empty), chains and inserts them in one transaction, then checkpoints the
 //! chain head.
 //!
+//! Before each batch, under the database's write lock (`BEGIN IMMEDIATE`), the writer checks that
+//! the database still holds the row every MAC'd head vouches for — the checkpoint file, the highest
+//! head this writer has seen, and at open the keyring's high-water mark — and refuses
+//! ([`AuditError::ChainBroken`]) when it does not. The checkpoint is written after the commit, so it
+//! may lag the rows (a crash in between) but never lead them; several processes may append to one
+//! log, each continuing from the rows' own end.
+//!
 //! Nothing is dropped: when the channel is full the sender waits (`record().await`, or
 //! `record_blocking`). A row whose `record` returned `Ok` is in the channel; [`AuditSink::flush`]
 //! returns once every row recorded before it is committed. [`AuditWriter::shutdown`] (and dropping the
@@ -14,12 +21,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 use super::AuditError;
-use super::chain::{self, AuditKey, GENESIS, Head, Table, Tag, Val, canonical};
+use super::chain::{self, AuditKey, ChainBreak, GENESIS, Head, HeadFile, Voucher};
 use super::db::{self, OpenOptions, classify};
+use super::layout::{EdgeRow, ExecRow, PreparedRow, SessionRow, Table, canonical};
+use super::mark::{self, HighWaterStore, MarkState};
 use super::record::{AuditRecord, auth_mode_str, mask_jwt_like};
 
 /// Tuning of the writer.
@@ -36,6 +45,9 @@ pub struct WriterOptions {
     /// After a batch, how long the writer keeps polling the channel (every 250 µs) before it parks.
     /// Under steady load senders then never wake a parked thread; commits wait at most 250 µs more.
     pub linger: Duration,
+    /// How often, while rows keep coming, the writer raises the high-water mark (a keyring write,
+    /// under the database's write lock). It is raised at shutdown too.
+    pub mark_interval: Duration,
 }
 
 impl Default for WriterOptions {
@@ -46,6 +58,7 @@ impl Default for WriterOptions {
             busy_timeout: db::DEFAULT_BUSY_TIMEOUT,
             shutdown_grace: Duration::from_secs(10),
             linger: Duration::from_millis(5),
+            mark_interval: Duration::from_secs(10),
         }
     }
 }
@@ -163,32 +176,59 @@ impl AuditWriter {
 
     /// [`AuditWriter::open`] with explicit tuning.
     pub fn open_with(path: &Path, key: AuditKey, opts: WriterOptions) -> Result<Self, AuditError> {
-        let conn = db::open(
+        Self::open_guarded(path, key, opts, None)
+    }
+
+    /// [`AuditWriter::open_with`], also keeping the chain's high-water mark in `mark`: checked at
+    /// open (a database that no longer reaches it is refused, [`AuditError::ChainBroken`]) and
+    /// raised, under the database's write lock, at open, every `mark_interval` and at shutdown.
+    pub fn open_guarded(
+        path: &Path,
+        key: AuditKey,
+        opts: WriterOptions,
+        mark: Option<Box<dyn HighWaterStore>>,
+    ) -> Result<Self, AuditError> {
+        let mut conn = db::open(
             path,
             OpenOptions {
                 busy_timeout: opts.busy_timeout,
                 ..OpenOptions::default()
             },
         )?;
-        chain::check_key(&conn, &key, path)?;
-        let start_seq = read_chain_head(&conn, path)?.0;
+        chain::check_key(&conn, &key, path, true)?;
+        let head_path = chain::head_path(path);
+        let start = guard_and_mark(
+            &mut conn,
+            &key,
+            path,
+            &head_path,
+            Head {
+                seq: 0,
+                tag: GENESIS,
+            },
+            mark.as_deref(),
+        )?;
         let (tx, rx) = mpsc::channel(opts.capacity.max(1));
         let shared = Arc::new(Shared::default());
-        shared.committed_seq.store(start_seq, Ordering::Release);
+        shared.committed_seq.store(start.seq, Ordering::Release);
         let stop = Arc::new(AtomicBool::new(false));
         let state = WriterState {
             conn,
             key,
             path: path.to_path_buf(),
-            head_path: chain::head_path(path),
+            head_path,
             rx,
             stop: stop.clone(),
             shared: shared.clone(),
             opts,
             stats: WriterStats {
-                last_seq: start_seq,
+                last_seq: start.seq,
                 ..WriterStats::default()
             },
+            vouched: start,
+            mark,
+            marked_at: Instant::now(),
+            marked_seq: start.seq,
         };
         let thread = std::thread::Builder::new()
             .name("lastmile-audit".into())
@@ -246,125 +286,202 @@ impl Drop for AuditWriter {
     }
 }
 
-/// A record turned into its table's column values (serialized, masked), ready to be chained.
-#[derive(Debug, Clone)]
-pub(crate) struct PreparedRow {
-    pub table: Table,
-    pub values: Vec<Val>,
-}
-
-fn masked(text: &str, count: &mut u32) -> String {
-    let (out, n) = mask_jwt_like(text);
-    *count += n;
-    out.into_owned()
-}
-
-fn masked_opt(text: Option<&str>, count: &mut u32) -> Val {
-    match text {
-        Some(t) => Val::Text(masked(t, count)),
-        None => Val::Null,
+/// `text` with JWT-shaped runs masked; the string itself when there is none (no copy).
+fn masked(text: String, count: &mut u32) -> String {
+    match mask_jwt_like(&text) {
+        (std::borrow::Cow::Owned(out), n) => {
+            *count += n;
+            out
+        }
+        (std::borrow::Cow::Borrowed(_), _) => text,
     }
 }
 
+fn masked_opt(text: Option<String>, count: &mut u32) -> Option<String> {
+    text.map(|t| masked(t, count))
+}
+
 impl PreparedRow {
-    pub(crate) fn from_record(record: &AuditRecord) -> PreparedRow {
+    /// A record as its table's row: serialized, JWT-shaped text masked.
+    pub(crate) fn from_record(record: AuditRecord) -> PreparedRow {
+        let mut n = 0u32;
         match record {
             AuditRecord::Execution(r) => {
-                let mut n = 0u32;
-                let arguments = r.arguments.as_ref().map(|v| masked(&v.to_string(), &mut n));
-                let error = masked_opt(r.error.as_deref(), &mut n);
-                let values = vec![
-                    Val::Text(r.execution_id.to_string()),
-                    Val::Int(r.started_at_ms),
-                    Val::Int(r.finished_at_ms),
-                    Val::Int(r.duration_us),
-                    Val::Text(masked(&r.identity.session_id, &mut n)),
-                    masked_opt(r.identity.jti.as_deref(), &mut n),
-                    masked_opt(r.identity.subject.as_deref(), &mut n),
-                    Val::Text(r.identity.tier.as_str().into()),
-                    Val::Text(r.identity.transport.as_str().into()),
-                    Val::Text(masked(&r.server, &mut n)),
-                    Val::Text(masked(&r.tool, &mut n)),
-                    Val::opt_text(arguments),
-                    Val::Text(r.status.as_str().into()),
+                let arguments = r.arguments.as_ref().map(|v| masked(v.to_string(), &mut n));
+                let error = masked_opt(r.error, &mut n);
+                let mut row = ExecRow {
+                    execution_id: r.execution_id.to_string(),
+                    started_at_ms: r.started_at_ms,
+                    finished_at_ms: r.finished_at_ms,
+                    duration_us: r.duration_us,
+                    session_id: masked(r.identity.session_id, &mut n),
+                    jti: masked_opt(r.identity.jti, &mut n),
+                    subject: masked_opt(r.identity.subject, &mut n),
+                    tier: r.identity.tier.as_str().into(),
+                    transport: r.identity.transport.as_str().into(),
+                    server: masked(r.server, &mut n),
+                    tool: masked(r.tool, &mut n),
+                    arguments,
+                    status: r.status.as_str().into(),
                     error,
-                    Val::Int(i64::from(r.redactions.saturating_add(n))),
-                ];
-                PreparedRow {
-                    table: Table::Executions,
-                    values,
-                }
+                    redactions: 0,
+                    method: masked(r.method, &mut n),
+                };
+                row.redactions = i64::from(r.redactions.saturating_add(n));
+                PreparedRow::Executions(row)
             }
-            AuditRecord::Session(r) => {
-                let mut n = 0u32;
-                let values = vec![
-                    Val::Text(masked(&r.session_id, &mut n)),
-                    Val::Text(r.event.as_str().into()),
-                    masked_opt(r.reason.as_deref(), &mut n),
-                    Val::Text(auth_mode_str(r.mode).into()),
-                    masked_opt(r.subject.as_deref(), &mut n),
-                    Val::opt_text(r.tier.map(|t| t.as_str())),
-                    masked_opt(r.jti.as_deref(), &mut n),
-                    r.expires_at_ms.map_or(Val::Null, Val::Int),
-                    Val::Text(r.transport.as_str().into()),
-                    Val::Int(r.at_ms),
-                ];
-                PreparedRow {
-                    table: Table::Sessions,
-                    values,
-                }
-            }
+            AuditRecord::Session(r) => PreparedRow::Sessions(SessionRow {
+                session_id: masked(r.session_id, &mut n),
+                event: r.event.as_str().into(),
+                reason: masked_opt(r.reason, &mut n),
+                mode: auth_mode_str(r.mode).into(),
+                subject: masked_opt(r.subject, &mut n),
+                tier: r.tier.map(|t| t.as_str().to_string()),
+                jti: masked_opt(r.jti, &mut n),
+                expires_at_ms: r.expires_at_ms,
+                transport: r.transport.as_str().into(),
+                at_ms: r.at_ms,
+            }),
             AuditRecord::Edge(r) => {
-                let mut n = 0u32;
                 // Query strings can carry tokens (`?access_token=`): never store one.
-                let path = r.path.split(['?', '#']).next().unwrap_or_default();
-                let values = vec![
-                    Val::Int(r.at_ms),
-                    Val::Text(masked(&r.check, &mut n)),
-                    Val::Text(masked(&r.reason, &mut n)),
-                    Val::Text(masked(&r.method, &mut n)),
-                    Val::Text(masked(path, &mut n)),
-                    masked_opt(r.user_agent.as_deref(), &mut n),
-                    masked_opt(r.remote_addr.as_deref(), &mut n),
-                    r.requests_per_minute
-                        .map_or(Val::Null, |v| Val::Int(i64::from(v))),
-                ];
-                PreparedRow {
-                    table: Table::Edge,
-                    values,
-                }
+                let path = r
+                    .path
+                    .split(['?', '#'])
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                PreparedRow::Edge(EdgeRow {
+                    at_ms: r.at_ms,
+                    check_name: masked(r.check, &mut n),
+                    reason: masked(r.reason, &mut n),
+                    method: masked(r.method, &mut n),
+                    path: masked(path, &mut n),
+                    user_agent: masked_opt(r.user_agent, &mut n),
+                    remote_addr: masked_opt(r.remote_addr, &mut n),
+                    requests_per_minute: r.requests_per_minute.map(i64::from),
+                })
             }
         }
     }
 }
 
-/// The chain's end as the writer's cache in the database has it: `(seq, tag)`.
-fn read_chain_head(conn: &Connection, path: &Path) -> Result<(i64, Tag), AuditError> {
-    let row: Option<(i64, Vec<u8>)> = conn
-        .query_row("SELECT seq, tag FROM chain_head WHERE id = 1", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()
-        .map_err(|e| classify(path, e))?;
-    Ok(match row {
-        Some((seq, tag)) => (seq, Tag::try_from(tag.as_slice()).unwrap_or(GENESIS)),
-        None => (0, GENESIS),
-    })
+fn broken(path: &Path, found: ChainBreak) -> AuditError {
+    AuditError::ChainBroken {
+        path: path.to_path_buf(),
+        found,
+    }
 }
 
-/// Chain and insert `rows` in one transaction; returns the new head.
+/// Under the write lock: fail unless the database still holds every head vouched for — `vouched`
+/// (what this writer already knows) and the checkpoint file; returns the database's end and the
+/// highest vouched head. The checkpoint may lag the rows (a crash between commit and checkpoint);
+/// it may never lead them.
+fn guard(
+    conn: &Connection,
+    key: &AuditKey,
+    path: &Path,
+    head_path: &Path,
+    vouched: Head,
+) -> Result<(Head, Head), AuditError> {
+    let end = chain::db_end(conn, key, path)?;
+    let mut best = vouched;
+    match chain::read_head(key, head_path).map_err(|e| AuditError::Io {
+        path: head_path.to_path_buf(),
+        detail: e.to_string(),
+    })? {
+        HeadFile::Valid(h) => {
+            if let Some(b) = chain::check_extends(conn, key, path, end, h, Voucher::HeadFile)? {
+                return Err(broken(path, b));
+            }
+            if h.seq > best.seq {
+                best = h;
+            }
+        }
+        HeadFile::Forged => {
+            return Err(broken(
+                path,
+                ChainBreak::CheckpointForged {
+                    path: head_path.to_path_buf(),
+                },
+            ));
+        }
+        // Written before the first row ever is, so a log with rows and no checkpoint lost it.
+        HeadFile::Missing if end.seq > 0 || vouched.seq > 0 => {
+            return Err(broken(
+                path,
+                ChainBreak::CheckpointMissing {
+                    path: head_path.to_path_buf(),
+                },
+            ));
+        }
+        HeadFile::Missing => {}
+    }
+    // What this writer itself saw vouched for: an older checkpoint copied back over a newer one
+    // must not let a cut through.
+    if vouched.seq > 0
+        && let Some(b) = chain::check_extends(conn, key, path, end, vouched, Voucher::HeadFile)?
+    {
+        return Err(broken(path, b));
+    }
+    Ok((end, best))
+}
+
+/// Under the write lock: check the keyring's mark too, then raise the mark and the checkpoint to
+/// the database's end. Returns the end.
+fn guard_and_mark(
+    conn: &mut Connection,
+    key: &AuditKey,
+    path: &Path,
+    head_path: &Path,
+    vouched: Head,
+    mark: Option<&dyn HighWaterStore>,
+) -> Result<Head, AuditError> {
+    let err = |e| classify(path, e);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)?;
+    let (end, _) = guard(&tx, key, path, head_path, vouched)?;
+    if let Some(store) = mark {
+        match mark::read_mark(store, key, path)? {
+            MarkState::Valid(h) => {
+                if let Some(b) = chain::check_extends(&tx, key, path, end, h, Voucher::Mark)? {
+                    return Err(broken(path, b));
+                }
+            }
+            MarkState::Forged => return Err(broken(path, ChainBreak::HighWaterForged)),
+            MarkState::Missing => {}
+        }
+    }
+    // Everything vouched for is there: vouch for the end (the checkpoint before any row lands).
+    if let Err(e) = chain::advance_head(key, head_path, end) {
+        tracing::warn!(path = %head_path.display(), error = %e, "cannot write the audit chain checkpoint");
+    }
+    if let Some(store) = mark
+        && let Err(e) = mark::raise_mark(store, key, path, end)
+    {
+        tracing::warn!(error = %e, "cannot raise the audit high-water mark");
+    }
+    tx.commit().map_err(err)?;
+    Ok(end)
+}
+
+/// Chain and insert `rows` in one transaction, after [`guard`] under the same write lock; returns
+/// the new head.
 pub(crate) fn commit_rows(
     conn: &mut Connection,
     key: &AuditKey,
     path: &Path,
+    head_path: &Path,
+    vouched: Head,
     rows: &[PreparedRow],
 ) -> Result<Head, AuditError> {
     let err = |e| classify(path, e);
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(err)?;
-    // Read the head inside the write lock: another process may have appended since our last batch.
-    let (mut seq, mut prev) = read_chain_head(&tx, path)?;
+    // Another process may have appended since our last batch: continue from the rows' own end.
+    let (end, _) = guard(&tx, key, path, head_path, vouched)?;
+    let (mut seq, mut prev) = (end.seq, end.tag);
     {
         let mut stmts = Vec::new();
         for t in Table::ALL {
@@ -372,15 +489,13 @@ pub(crate) fn commit_rows(
         }
         for row in rows {
             seq += 1;
-            let tag = key.row_tag(&prev, &canonical(row.table, seq, &row.values));
-            let stmt = match row.table {
-                Table::Executions => &mut stmts[0],
-                Table::Sessions => &mut stmts[1],
-                Table::Edge => &mut stmts[2],
-            };
-            let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(row.values.len() + 2);
+            let table = row.table();
+            let values = row.values();
+            let tag = key.row_tag(&prev, &canonical(table, seq, values.iter().copied()));
+            let stmt = &mut stmts[Table::ALL.iter().position(|t| *t == table).unwrap_or(0)];
+            let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(values.len() + 2);
             params.push(&seq);
-            for v in &row.values {
+            for v in &values {
                 params.push(v);
             }
             params.push(&tag);
@@ -388,11 +503,6 @@ pub(crate) fn commit_rows(
             prev = tag;
         }
     }
-    tx.execute(
-        "INSERT OR REPLACE INTO chain_head (id, seq, tag) VALUES (1, ?1, ?2)",
-        rusqlite::params![seq, prev],
-    )
-    .map_err(err)?;
     tx.commit().map_err(err)?;
     Ok(Head { seq, tag: prev })
 }
@@ -407,6 +517,11 @@ struct WriterState {
     shared: Arc<Shared>,
     opts: WriterOptions,
     stats: WriterStats,
+    /// The highest head this writer knows the database must still hold.
+    vouched: Head,
+    mark: Option<Box<dyn HighWaterStore>>,
+    marked_at: Instant,
+    marked_seq: i64,
 }
 
 impl WriterState {
@@ -414,6 +529,7 @@ impl WriterState {
         let mut closed = false;
         let mut rows: Vec<PreparedRow> = Vec::with_capacity(self.opts.max_batch);
         let mut waiters: Vec<oneshot::Sender<Result<i64, AuditError>>> = Vec::new();
+        let mut taken: Vec<Msg> = Vec::with_capacity(self.opts.max_batch);
         loop {
             if !closed && self.stop.load(Ordering::Acquire) {
                 // Refuse new records (their senders get `Closed`), keep what is queued.
@@ -424,16 +540,45 @@ impl WriterState {
                 break;
             };
             self.take(first, &mut rows, &mut waiters);
-            while rows.len() < self.opts.max_batch {
-                match self.rx.try_recv() {
-                    Ok(msg) => self.take(msg, &mut rows, &mut waiters),
-                    Err(_) => break,
+            // Take what is waiting in one go: the channel then frees its slots at once, so
+            // senders blocked on a full channel wake once per batch, not once per row.
+            let room = self.opts.max_batch.saturating_sub(1);
+            if room > 0 && !self.rx.is_empty() {
+                // Only this thread receives: with messages waiting this does not block.
+                self.rx.blocking_recv_many(&mut taken, room);
+                for msg in taken.drain(..) {
+                    self.take(msg, &mut rows, &mut waiters);
                 }
             }
             self.commit_until_done(&rows, &mut waiters)?;
             rows.clear();
+            if self.marked_at.elapsed() >= self.opts.mark_interval {
+                self.raise_mark();
+            }
         }
+        // The session ends: the mark records everything committed.
+        self.raise_mark();
         Ok(self.stats)
+    }
+
+    /// Raise the high-water mark to the database's end (under the write lock), if there is a mark
+    /// and rows were committed since it was last raised. A failure is logged; the rows are safe.
+    fn raise_mark(&mut self) {
+        self.marked_at = Instant::now();
+        if self.mark.is_none() || self.stats.last_seq <= self.marked_seq {
+            return;
+        }
+        match guard_and_mark(
+            &mut self.conn,
+            &self.key,
+            &self.path,
+            &self.head_path,
+            self.vouched,
+            self.mark.as_deref(),
+        ) {
+            Ok(end) => self.marked_seq = end.seq,
+            Err(e) => tracing::error!(error = %e, "cannot raise the audit high-water mark"),
+        }
     }
 
     /// The next message. A writer that just worked polls for up to `linger` before it parks: while
@@ -462,7 +607,7 @@ impl WriterState {
         waiters: &mut Vec<oneshot::Sender<Result<i64, AuditError>>>,
     ) {
         match msg {
-            Msg::Record(r) => rows.push(PreparedRow::from_record(&r)),
+            Msg::Record(r) => rows.push(PreparedRow::from_record(*r)),
             Msg::Flush(w) => waiters.push(w),
             Msg::Wake => {}
         }
@@ -481,7 +626,15 @@ impl WriterState {
             let result = if rows.is_empty() {
                 Ok(None)
             } else {
-                commit_rows(&mut self.conn, &self.key, &self.path, rows).map(Some)
+                commit_rows(
+                    &mut self.conn,
+                    &self.key,
+                    &self.path,
+                    &self.head_path,
+                    self.vouched,
+                    rows,
+                )
+                .map(Some)
             };
             match result {
                 Ok(head) => {
@@ -490,7 +643,8 @@ impl WriterState {
                         self.stats.batches += 1;
                         self.stats.last_seq = head.seq;
                         self.shared.committed_seq.store(head.seq, Ordering::Release);
-                        if let Err(e) = chain::write_head(&self.key, &self.head_path, head) {
+                        self.vouched = head;
+                        if let Err(e) = chain::advance_head(&self.key, &self.head_path, head) {
                             // The rows are committed; only truncation detection lags.
                             tracing::warn!(path = %self.head_path.display(), error = %e,
                                 "cannot write the audit chain checkpoint");

@@ -1,23 +1,54 @@
 //! `lastmile audit`: query, tail, export, prune and verify the audit log.
 //!
 //! Reading (`query`, `tail`, `export`) needs only the database; `verify` and `prune` also need the
-//! profile's audit key from the secret store, because they check (and, for prune, write) MACs.
+//! profile's audit key from the secret store, because they check (and, for prune, write) MACs, and
+//! `verify` reads the chain's high-water mark kept beside the key. None of them ever creates a key:
+//! a key made now could not verify anything written before.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
 
 use super::output::sanitize_for_terminal;
 use super::{GlobalArgs, Printer, glue};
-use crate::audit::{AuditError, AuditKey, AuditReader, ExecStatus, ExecutionRow, Filter, db_path};
+use crate::audit::{
+    AuditError, AuditKey, AuditReader, ExecStatus, ExecutionRow, Filter, HighWaterStore, db_path,
+    forget_mark, head_path, missing_database_break,
+};
 use crate::config::{DurationSpec, Profile};
 use crate::exit_codes;
+use crate::secrets::{Internal, SecretKey, SecretStore};
+
+/// The audit log's high-water mark, kept in the profile's secret store (outside the data folder,
+/// so that deleting the log, its anchor and its checkpoint together is still seen).
+pub(crate) struct KeyringMark(pub(crate) Arc<dyn SecretStore>);
+
+impl HighWaterStore for KeyringMark {
+    fn load(&self) -> Result<Option<String>, String> {
+        self.0
+            .get(&SecretKey::Internal(Internal::AuditMark))
+            .map(|v| v.map(|v| v.expose_secret().to_string()))
+            .map_err(|e| e.to_string())
+    }
+
+    fn store(&self, record: &str) -> Result<(), String> {
+        self.0
+            .set(
+                &SecretKey::Internal(Internal::AuditMark),
+                &SecretString::from(record),
+            )
+            .map_err(|e| e.to_string())
+    }
+}
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AuditCommand {
-    /// Tool executions, filtered: what an identity, session or token touched, and when.
+    /// Forwarded requests (tool calls, reads, prompts, lists...), filtered: what an identity,
+    /// session or token touched, and when.
     Query(QueryArgs),
-    /// The last tool executions; with --follow, keep printing new ones as they are written.
+    /// The last forwarded requests; with --follow, keep printing new ones as they are written.
     Tail(TailArgs),
     /// Every audited row (tool executions, sessions, edge denials) as JSON Lines, in chain order.
     Export(ExportArgs),
@@ -25,6 +56,8 @@ pub(crate) enum AuditCommand {
     Prune(PruneArgs),
     /// Walk the tamper-evident chain and name the first broken link.
     Verify,
+    /// Start a new log after a cut one was moved aside as evidence: forget its high-water mark.
+    Restart,
 }
 
 #[derive(Debug, Args)]
@@ -41,9 +74,12 @@ pub(crate) struct QueryArgs {
     /// Only this server's tools.
     #[arg(long)]
     server: Option<String>,
-    /// Only this tool (its name on its server).
+    /// Only this target: a tool (its name on its server), a prompt or a resource URI.
     #[arg(long)]
     tool: Option<String>,
+    /// Only this MCP method: tools/call, resources/read, prompts/get, tools/list, ...
+    #[arg(long)]
+    method: Option<String>,
     /// Only calls that ended so: ok, tool_error, error, timeout, cancelled, denied, rate_limited.
     #[arg(long)]
     status: Option<ExecStatus>,
@@ -63,6 +99,9 @@ pub(crate) struct TailArgs {
     /// How many rows to show.
     #[arg(short = 'n', long = "lines", default_value_t = 20)]
     lines: usize,
+    /// Only this MCP method: tools/call, resources/read, prompts/get, tools/list, ...
+    #[arg(long)]
+    method: Option<String>,
     /// Keep polling for new rows until interrupted.
     #[arg(short, long)]
     follow: bool,
@@ -76,6 +115,9 @@ pub(crate) struct ExportArgs {
     /// JSON Lines, one object per row (the only format; the flag says so explicitly).
     #[arg(long)]
     jsonl: bool,
+    /// Only requests of this MCP method (other rows — sessions, edge denials — are left out).
+    #[arg(long)]
+    method: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -99,9 +141,10 @@ pub(crate) fn run(global: &GlobalArgs, cmd: AuditCommand) -> u8 {
     let result = match cmd {
         AuditCommand::Query(args) => query(&p, &path, args),
         AuditCommand::Tail(args) => tail(&p, &path, args),
-        AuditCommand::Export(_) => export(&path),
+        AuditCommand::Export(args) => export(&path, args),
         AuditCommand::Prune(args) => prune(&p, global, &path, args),
         AuditCommand::Verify => verify(&p, global, &path),
+        AuditCommand::Restart => restart(&p, global, &path),
     };
     match result {
         Ok(code) => code,
@@ -111,10 +154,25 @@ pub(crate) fn run(global: &GlobalArgs, cmd: AuditCommand) -> u8 {
         }
         Err(Failure::Key(e)) => {
             p.err(format!(
-                "error: cannot read the profile's audit key: {e}\nhint: the key lives in the OS keyring (profile `{}`); `lastmile serve` creates it on first run",
+                "error: cannot read the profile's audit key: {e}\nhint: the key lives in the OS keyring (profile `{}`); run `lastmile secrets status`",
                 global.profile
             ));
             exit_codes::SECRETS_UNAVAILABLE
+        }
+        Err(Failure::NoKey { service }) => {
+            p.err(format!(
+                "error: the profile has no audit key (keyring service `{service}`), so the log cannot be checked; nothing was written\nhint: the first `lastmile serve` of a profile creates the key; if it was deleted, restore the keyring entry `audit-key` — a new key cannot verify rows chained with the old one"
+            ));
+            exit_codes::SECRETS_UNAVAILABLE
+        }
+        Err(Failure::InPlace { db }) => {
+            p.err(format!(
+                "error: {} is still in place; `audit restart` starts a new log only once the old one is moved aside\nhint: move {} and {} to a folder of their own (keep them as evidence), then run `lastmile audit restart` again",
+                db.display(),
+                db.display(),
+                head_path(&db).display()
+            ));
+            exit_codes::FAILURE
         }
     }
 }
@@ -122,6 +180,8 @@ pub(crate) fn run(global: &GlobalArgs, cmd: AuditCommand) -> u8 {
 enum Failure {
     Audit(AuditError),
     Key(String),
+    NoKey { service: String },
+    InPlace { db: std::path::PathBuf },
 }
 
 impl From<AuditError> for Failure {
@@ -130,9 +190,20 @@ impl From<AuditError> for Failure {
     }
 }
 
-fn key(global: &GlobalArgs) -> Result<AuditKey, Failure> {
-    let secret = glue::audit_key(global).map_err(|e| Failure::Key(e.to_string()))?;
-    AuditKey::from_secret(&secret).map_err(|e| Failure::Key(e.to_string()))
+fn store(global: &GlobalArgs) -> Result<Arc<dyn SecretStore>, Failure> {
+    let (_, opened) = glue::open_profile_store(global).map_err(|e| Failure::Key(e.to_string()))?;
+    Ok(opened.store)
+}
+
+/// The profile's audit key, read only: never created here.
+fn key(store: &dyn SecretStore) -> Result<AuditKey, Failure> {
+    match store.get(&SecretKey::Internal(Internal::AuditKey)) {
+        Ok(Some(secret)) => AuditKey::from_secret(&secret).map_err(|e| Failure::Key(e.to_string())),
+        Ok(None) => Err(Failure::NoKey {
+            service: store.service().to_string(),
+        }),
+        Err(e) => Err(Failure::Key(e.to_string())),
+    }
 }
 
 fn query(p: &Printer, path: &std::path::Path, args: QueryArgs) -> Result<u8, Failure> {
@@ -143,6 +214,7 @@ fn query(p: &Printer, path: &std::path::Path, args: QueryArgs) -> Result<u8, Fai
         jti: args.jti,
         server: args.server,
         tool: args.tool,
+        method: args.method,
         status: args.status,
         limit: args.limit,
         ..Filter::default()
@@ -158,7 +230,7 @@ fn query(p: &Printer, path: &std::path::Path, args: QueryArgs) -> Result<u8, Fai
                 .collect::<Vec<_>>(),
         ));
     } else if rows.is_empty() {
-        p.err("no tool executions match");
+        p.err("no requests match");
     } else {
         print_table(p, &rows, true);
     }
@@ -167,7 +239,20 @@ fn query(p: &Printer, path: &std::path::Path, args: QueryArgs) -> Result<u8, Fai
 
 fn tail(p: &Printer, path: &std::path::Path, args: TailArgs) -> Result<u8, Failure> {
     let reader = AuditReader::open(path)?;
-    let rows = reader.tail(args.lines)?;
+    let keep = |rows: Vec<ExecutionRow>| -> Vec<ExecutionRow> {
+        match &args.method {
+            Some(m) => rows.into_iter().filter(|r| &r.method == m).collect(),
+            None => rows,
+        }
+    };
+    let rows = match &args.method {
+        Some(m) => reader.executions(&Filter {
+            method: Some(m.clone()),
+            limit: Some(args.lines),
+            ..Filter::default()
+        })?,
+        None => reader.tail(args.lines)?,
+    };
     let mut last = rows.last().map_or(0, |r| r.seq);
     let print = |rows: &[ExecutionRow], header: bool| {
         if args.json {
@@ -191,16 +276,16 @@ fn tail(p: &Printer, path: &std::path::Path, args: TailArgs) -> Result<u8, Failu
         if let Some(r) = rows.last() {
             last = r.seq;
         }
-        print(&rows, false);
+        print(&keep(rows), false);
     }
 }
 
-fn export(path: &std::path::Path) -> Result<u8, Failure> {
+fn export(path: &std::path::Path, args: ExportArgs) -> Result<u8, Failure> {
     let reader = AuditReader::open(path)?;
     // Export is stdout's whole content; write through one locked, buffered handle.
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    reader.export_jsonl(&mut out)?;
+    reader.export_jsonl_of(&mut out, args.method.as_deref())?;
     std::io::Write::flush(&mut out).map_err(|e| AuditError::Io {
         path: "-".into(),
         detail: e.to_string(),
@@ -214,7 +299,7 @@ fn prune(
     path: &std::path::Path,
     args: PruneArgs,
 ) -> Result<u8, Failure> {
-    let key = key(global)?;
+    let key = key(store(global)?.as_ref())?;
     let mut reader = AuditReader::open(path)?;
     match reader.prune(&key, args.older_than.0)? {
         Ok(report) => {
@@ -237,9 +322,29 @@ fn prune(
 }
 
 fn verify(p: &Printer, global: &GlobalArgs, path: &std::path::Path) -> Result<u8, Failure> {
-    let key = key(global)?;
-    let reader = AuditReader::open(path)?;
-    let report = reader.verify(&key)?;
+    let store = store(global)?;
+    let key = key(store.as_ref())?;
+    let mark = KeyringMark(store);
+    let reader = match AuditReader::open(path) {
+        Ok(r) => r,
+        Err(e @ AuditError::Missing { .. }) => {
+            // No file at all: fine for a profile that never served, not for one whose mark
+            // records rows.
+            return match missing_database_break(&mark, &key, path)? {
+                Some(broken) => {
+                    p.out(format!("chain broken: {broken}"));
+                    p.err(format!(
+                        "error: the audit log was deleted\nhint: restore {} and audit.head from a backup; to start a new log instead, run `lastmile audit restart`",
+                        path.display()
+                    ));
+                    Ok(exit_codes::AUDIT_TAMPERED)
+                }
+                None => Err(e.into()),
+            };
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let report = reader.verify_with_mark(&key, &mark)?;
     match &report.broken {
         None => {
             let pruned = report
@@ -270,24 +375,46 @@ fn verify(p: &Printer, global: &GlobalArgs, path: &std::path::Path) -> Result<u8
     }
 }
 
+fn restart(p: &Printer, global: &GlobalArgs, path: &std::path::Path) -> Result<u8, Failure> {
+    if path.exists() || head_path(path).exists() {
+        return Err(Failure::InPlace {
+            db: path.to_path_buf(),
+        });
+    }
+    let mark = KeyringMark(store(global)?);
+    if forget_mark(&mark, path)? {
+        p.out(format!(
+            "forgot the high-water mark of {}; the next `lastmile serve` starts a new log",
+            path.display()
+        ));
+    } else {
+        p.out(format!(
+            "no high-water mark was recorded for {}; the next `lastmile serve` starts a new log",
+            path.display()
+        ));
+    }
+    Ok(exit_codes::OK)
+}
+
 /// One line of a table cell: downstream text cannot drive the terminal or break the layout.
 fn cell(text: &str) -> String {
     sanitize_for_terminal(text).replace(['\n', '\t'], " ")
 }
 
 fn print_table(p: &Printer, rows: &[ExecutionRow], header: bool) {
-    const HEAD: [&str; 9] = [
+    const HEAD: [&str; 10] = [
         "STARTED",
         "EXECUTION",
         "SUBJECT",
         "TIER",
+        "METHOD",
         "SERVER",
-        "TOOL",
+        "TARGET",
         "STATUS",
         "MS",
         "ERROR",
     ];
-    let table: Vec<[String; 9]> = rows
+    let table: Vec<[String; 10]> = rows
         .iter()
         .map(|r| {
             [
@@ -295,6 +422,7 @@ fn print_table(p: &Printer, rows: &[ExecutionRow], header: bool) {
                 r.execution_id.clone(),
                 cell(r.subject.as_deref().unwrap_or("-")),
                 cell(&r.tier),
+                cell(&r.method),
                 cell(&r.server),
                 cell(&r.tool),
                 cell(&r.status),

@@ -83,7 +83,7 @@ pub(crate) fn run(global: &GlobalArgs, args: ServeArgs) -> u8 {
     }));
 
     // Audit: no call goes unrecorded unless the profile says so, loudly.
-    let audit = match open_audit(&config, &profile, store.as_deref()) {
+    let audit = match open_audit(&config, &profile, store.as_ref()) {
         Ok(a) => a,
         Err((code, message)) => {
             tracing::error!("{message}");
@@ -210,13 +210,15 @@ fn saved_token(store: Option<&dyn SecretStore>) -> Result<Option<SecretString>, 
     }
 }
 
-/// Open the audit writer with the profile's audit key (made on first use). `Ok(None)` only
-/// when the profile explicitly allows serving without an audit log.
+/// Open the audit writer with the profile's audit key (made on first use) and the chain's
+/// high-water mark kept beside it. `Ok(None)` only when the profile explicitly allows serving
+/// without an audit log; a cut chain is refused even then.
 fn open_audit(
     config: &ProfileConfig,
     profile: &Profile,
-    store: Option<&dyn SecretStore>,
+    store: Option<&Arc<dyn SecretStore>>,
 ) -> Result<Option<AuditWriter>, (u8, String)> {
+    use crate::audit::{AuditError, WriterOptions};
     let opened = (|| {
         let store = store.ok_or_else(|| {
             "no secret store to hold the audit key\nhint: run `lastmile secrets status`".to_string()
@@ -233,19 +235,36 @@ fn open_audit(
         let key = AuditKey::from_secret(&key).map_err(|e| e.to_string())?;
         std::fs::create_dir_all(&profile.data_dir)
             .map_err(|e| format!("cannot create {}: {e}", profile.data_dir.display()))?;
-        AuditWriter::open(&db_path(&profile.data_dir), key).map_err(|e| e.to_string())
+        let mark = Box::new(super::audit::KeyringMark(Arc::clone(store)));
+        Ok(AuditWriter::open_guarded(
+            &db_path(&profile.data_dir),
+            key,
+            WriterOptions::default(),
+            Some(mark),
+        ))
     })();
     match opened {
-        Ok(writer) => Ok(Some(writer)),
-        Err(e) if config.audit.allow_unaudited => {
-            tracing::warn!("SERVING WITHOUT AN AUDIT LOG (audit.allow_unaudited = true): {e}");
-            Ok(None)
-        }
-        Err(e) => Err((
-            exit_codes::AUDIT_UNAVAILABLE,
+        Ok(Ok(writer)) => Ok(Some(writer)),
+        // Serving on, even unaudited, would hide a cut log behind new sessions.
+        Ok(Err(e @ AuditError::ChainBroken { .. })) => Err((
+            exit_codes::AUDIT_TAMPERED,
             format!("cannot open the audit log: {e}"),
         )),
+        Ok(Err(e)) => unaudited_or(config, e.to_string()),
+        Err(e) => unaudited_or(config, e),
     }
+}
+
+/// Serve without an audit log if the profile allows it, loudly; else refuse.
+fn unaudited_or(config: &ProfileConfig, e: String) -> Result<Option<AuditWriter>, (u8, String)> {
+    if config.audit.allow_unaudited {
+        tracing::warn!("SERVING WITHOUT AN AUDIT LOG (audit.allow_unaudited = true): {e}");
+        return Ok(None);
+    }
+    Err((
+        exit_codes::AUDIT_UNAVAILABLE,
+        format!("cannot open the audit log: {e}"),
+    ))
 }
 
 async fn record_session(

@@ -179,15 +179,19 @@ pub enum Internal {
     AuditKey,
     /// Reserved: a database URL (`database-url`).
     DatabaseUrl,
+    /// The audit log's MAC'd high-water mark (`audit-mark`); not a secret, but it must live
+    /// outside the data folder.
+    AuditMark,
 }
 
 impl Internal {
     /// Every internal entry.
-    pub const ALL: [Internal; 4] = [
+    pub const ALL: [Internal; 5] = [
         Internal::SigningSecret,
         Internal::SessionToken,
         Internal::AuditKey,
         Internal::DatabaseUrl,
+        Internal::AuditMark,
     ];
 
     /// The entry's name in the keyring.
@@ -197,6 +201,7 @@ impl Internal {
             Internal::SessionToken => "session-token",
             Internal::AuditKey => "audit-key",
             Internal::DatabaseUrl => "database-url",
+            Internal::AuditMark => "audit-mark",
         }
     }
 

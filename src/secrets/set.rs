@@ -19,6 +19,8 @@ pub struct SecretSet {
     pub audit_key: Option<SecretString>,
     /// Reserved: a database URL.
     pub database_url: Option<SecretString>,
+    /// The audit log's high-water mark.
+    pub audit_mark: Option<SecretString>,
     /// `ANTHROPIC_API_KEY`
     pub anthropic_api_key: Option<SecretString>,
     /// `OPENAI_API_KEY`
@@ -93,6 +95,7 @@ impl SecretSet {
             Internal::SessionToken => &self.session_token,
             Internal::AuditKey => &self.audit_key,
             Internal::DatabaseUrl => &self.database_url,
+            Internal::AuditMark => &self.audit_mark,
         }
     }
 
@@ -102,6 +105,7 @@ impl SecretSet {
             Internal::SessionToken => &mut self.session_token,
             Internal::AuditKey => &mut self.audit_key,
             Internal::DatabaseUrl => &mut self.database_url,
+            Internal::AuditMark => &mut self.audit_mark,
         }
     }
 }
