@@ -299,8 +299,22 @@ async fn issue_9_after_expiry_every_request_kind_is_refused_by_name() {
         .await;
     let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = rows.as_array().unwrap();
-    assert!(rows.len() >= 13, "{rows:?}");
     assert!(rows.iter().all(|r| r["subject"] == "eve"), "{rows:?}");
+    let methods: Vec<&str> = rows.iter().filter_map(|r| r["method"].as_str()).collect();
+    for method in [
+        "tools/list",
+        "tools/call",
+        "resources/read",
+        "prompts/get",
+        "completion/complete",
+        "tasks/get",
+        "vendor/unknown",
+    ] {
+        assert!(
+            methods.contains(&method),
+            "no denied row for {method}: {methods:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -132,7 +132,7 @@ enum Command {
 }
 
 /// Examples for subcommands defined in files whose owners keep them as they are.
-const AUDIT_EXAMPLES: [(&str, &str); 5] = [
+const AUDIT_EXAMPLES: [(&str, &str); 6] = [
     (
         "query",
         "Examples:\n  lastmile audit query --subject alice --since 1d\n  lastmile audit query --status error --json",
@@ -150,6 +150,10 @@ const AUDIT_EXAMPLES: [(&str, &str); 5] = [
         "Examples:\n  lastmile audit prune --older-than 90d",
     ),
     ("verify", "Examples:\n  lastmile audit verify"),
+    (
+        "restart",
+        "Examples:\n  lastmile audit restart    # after a real cut, once the old log is moved away",
+    ),
 ];
 
 /// The whole command line definition, examples included (what parsing and completions use).

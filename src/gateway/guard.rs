@@ -149,14 +149,7 @@ fn request_row(
     server: &str,
     target: &str,
 ) -> crate::audit::PendingExecution {
-    // MERGE: becomes ExecutionRecord::begin_request once the audit log has a method column.
-    ExecutionRecord::begin(
-        new_execution_id(),
-        &gate.who,
-        server,
-        &format!("{method} {target}"),
-        None,
-    )
+    ExecutionRecord::begin_request(new_execution_id(), &gate.who, method, server, target)
 }
 
 impl Service<RoleServer> for Guarded {
