@@ -1,5 +1,5 @@
 //! Glue between the command line and the secret store: the few secrets other modules need
-//! (signing secret, saved session token, audit key), loaded for the chosen profile and backend.
+//! (signing secret, saved session token), loaded for the chosen profile and backend.
 //!
 //! `identity` and `audit` never open the store themselves; the CLI hands them what they need.
 //! Every function here blocks (a keyring call may be a D-Bus round trip): call them before the
@@ -10,10 +10,7 @@ use secrecy::SecretString;
 use super::GlobalArgs;
 use super::error::CliError;
 use crate::config::Profile;
-use crate::secrets::{BackendRequest, Internal, OpenedStore, SecretKey, open_store, random_secret};
-
-/// Bytes of randomness in a generated audit-chain key.
-const AUDIT_KEY_BYTES: usize = 32;
+use crate::secrets::{BackendRequest, Internal, OpenedStore, open_store};
 
 /// Locate the profile and open its store with the backend the flags ask for.
 pub(crate) fn open_profile_store(global: &GlobalArgs) -> Result<(Profile, OpenedStore), CliError> {
@@ -43,18 +40,6 @@ pub(crate) fn save_session_token(
     Ok(opened.store.set(&Internal::SessionToken.into(), token)?)
 }
 
-/// The profile's audit-chain key, created on first use.
-pub(crate) fn audit_key(global: &GlobalArgs) -> Result<SecretString, CliError> {
-    let (_, opened) = open_profile_store(global)?;
-    let key = SecretKey::Internal(Internal::AuditKey);
-    if let Some(existing) = opened.store.get(&key)? {
-        return Ok(existing);
-    }
-    let fresh = random_secret(AUDIT_KEY_BYTES)?;
-    opened.store.set(&key, &fresh)?;
-    Ok(fresh)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,13 +59,6 @@ mod tests {
         assert!(matches!(e, CliError::NoSigningSecret { .. }), "{e:?}");
         assert_eq!(e.exit_code(), crate::exit_codes::WEAK_SIGNING_SECRET);
         assert!(e.to_string().contains("lastmile init"));
-    }
-
-    #[test]
-    fn audit_key_is_created() {
-        use secrecy::ExposeSecret;
-        let key = audit_key(&memory_args()).unwrap();
-        assert_eq!(key.expose_secret().len(), 43);
     }
 
     #[test]
