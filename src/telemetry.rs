@@ -19,6 +19,26 @@ use tracing_subscriber::util::SubscriberInitExt;
 pub trait LineScrubber: Send + Sync {
     /// The text with every secret replaced.
     fn scrub<'a>(&self, text: &'a str) -> Cow<'a, str>;
+
+    /// The bytes with every secret replaced (for text that may not be UTF-8).
+    fn scrub_bytes<'a>(&self, bytes: &'a [u8]) -> Cow<'a, [u8]> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => match self.scrub(text) {
+                Cow::Borrowed(_) => Cow::Borrowed(bytes),
+                Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+            },
+            Err(_) => Cow::Owned(
+                self.scrub(&String::from_utf8_lossy(bytes))
+                    .into_owned()
+                    .into_bytes(),
+            ),
+        }
+    }
+
+    /// How many bytes one secret can span in its encoded forms (see `Redactor::window`).
+    fn window(&self) -> usize {
+        0
+    }
 }
 
 static SCRUBBER: RwLock<Option<Arc<dyn LineScrubber>>> = RwLock::new(None);

@@ -1,17 +1,31 @@
-//! The redactor: every secret value handed to any child, compiled into one aho-corasick
-//! automaton that replaces each occurrence with `[REDACTED:NAME]` and counts the hits.
+//! The redactor: every secret value handed to any child, found in whatever bytes go up (results,
+//! errors, notifications, log lines, child stderr) and replaced with `[REDACTED:NAME]`.
 //!
-//! Besides the raw value it catches the forms a tool is likely to echo it in:
+//! [`Redactor::scrub_bytes`] is the one choke point; [`Redactor::scrub`] and
+//! [`Redactor::scrub_json`] run on it. It finds a value in each form a tool or library commonly
+//! writes it in:
 //!
-//! - **base64**, standard and URL-safe alphabets, padded or not, and also when the value sits
-//!   inside a longer encoded blob (`Basic base64(user:secret)`): for each of the three byte
-//!   alignments the stable middle of the encoding is a pattern, and a match is widened over
-//!   the (at most 3) neighbouring alphabet characters and `=` padding that still carry bits of
-//!   the value. A few characters of a neighbouring encoded byte may be redacted with it;
-//! - **percent-encoding**, upper- and lowercase hex, keeping RFC 3986 unreserved characters or
-//!   encoding every non-alphanumeric one, and `+` for space (form encoding);
-//! - **JSON string escaping**, for a value with quotes, backslashes or control characters seen
-//!   inside a serialised JSON line.
+//! - **raw**;
+//! - **JSON string escaping** of every kind: serde's own, `\uXXXX` for any character (ASCII
+//!   ones too, mixed with plain characters, surrogate pairs), `\/`, and nested escaping (a JSON
+//!   line inside a JSON string) up to three levels;
+//! - **base64**, standard and URL-safe, padded or not, whole or inside a longer blob
+//!   (`Basic base64(user:secret)`), and line-wrapped at any width and offset with `\n`, `\r\n`
+//!   or their escapes inside a JSON string. For each of the three byte alignments the stable
+//!   middle of the encoding is a pattern, and a match is widened over the (at most 3)
+//!   neighbouring characters and `=` padding that still carry bits of the value: a few
+//!   characters of a neighbouring encoded byte may be redacted with it;
+//! - **percent-encoding**, either hex case, keeping RFC 3986 unreserved characters, also `/`
+//!   (Python's `quote`), also `!'()*` (JavaScript's `encodeURIComponent`), or encoding every
+//!   non-alphanumeric byte; `%20` or `+` for a space;
+//! - **hex** of the UTF-8 bytes, either case.
+//!
+//! How (see [`engine`]): literal patterns where one spelling is exact, screened with SIMD so that
+//! clean text costs one pass; decoding where a form has many spellings, limited to the JSON
+//! strings that contain an ambiguous escape and to base64 runs that contain line breaks. A
+//! match in decoded text is mapped back to the input bytes it came from. Valid JSON stays valid
+//! JSON: labels are JSON-safe, a replaced span covers whole escape sequences, and a span outside
+//! a string is replaced by a quoted label.
 //!
 //! Values shorter than [`MIN_VALUE_LEN`] are refused by the store, because redacting them would
 //! shred ordinary text and not redacting them would leak them. Should one reach the redactor
@@ -22,46 +36,31 @@
 //! was built from are kept as [`SecretString`]s so that it can be rebuilt with a new child's
 //! secrets ([`Redactor::with_added`]) and swapped in atomically ([`SharedRedactor`]).
 
+mod engine;
+mod forms;
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use arc_swap::ArcSwap;
-use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
-use super::{MIN_VALUE_LEN, SecretsError};
+use self::engine::{Matcher, PatternInfo};
+use self::forms::forms;
+use super::SecretsError;
 use crate::telemetry::LineScrubber;
 
 /// Patterns per SIMD screen (Teddy's limit).
 const SCREEN_GROUP: usize = 64;
 
-/// RFC 3986 unreserved characters stay, everything else is encoded.
-const PERCENT_RFC3986: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Form {
-    /// Replaced exactly as matched.
-    Plain,
-    /// A base64 middle: widen over neighbouring characters of this alphabet.
-    Base64 { url_safe: bool },
-}
-
-#[derive(Debug, Clone, Copy)]
-struct PatternInfo {
-    secret: usize,
-    form: Form,
-}
-
-/// Scrubs secret values (and their encoded forms) out of text and JSON.
+/// Scrubs secret values (and their encoded forms) out of bytes, text and JSON.
 ///
 /// ```
 /// use lastmile::secrets::Redactor;
@@ -71,18 +70,16 @@ struct PatternInfo {
 /// let (clean, hits) = r.scrub("the key is hunter2-hunter2");
 /// assert_eq!(clean, "the key is [REDACTED:MY_KEY]");
 /// assert_eq!(hits, 1);
+/// // In a raw JSON-RPC line, \u-escaped: the output is still JSON.
+/// let line = br#"{"result":{"text":"key=\u0068unter2-hunter\u0032"}}"#;
+/// let (clean, hits) = r.scrub_bytes(line);
+/// assert_eq!(&*clean, br#"{"result":{"text":"key=[REDACTED:MY_KEY]"}}"#);
+/// assert_eq!(hits, 1);
 /// ```
 pub struct Redactor {
     secrets: Vec<(String, SecretString)>,
     labels: Vec<String>,
-    patterns: Vec<PatternInfo>,
-    /// Length of the longest pattern, in bytes.
-    longest: usize,
-    automaton: Option<AhoCorasick>,
-    /// SIMD (Teddy) searchers over groups of at most 64 patterns, which say quickly whether and
-    /// where the first match is; the automaton then works from there. Empty when the CPU has no
-    /// SIMD support for them (the automaton alone is correct, only slower).
-    screens: Vec<aho_corasick::packed::Searcher>,
+    matcher: Option<Matcher>,
 }
 
 impl fmt::Debug for Redactor {
@@ -92,7 +89,7 @@ impl fmt::Debug for Redactor {
                 "names",
                 &self.secrets.iter().map(|(n, _)| n).collect::<Vec<_>>(),
             )
-            .field("patterns", &self.patterns.len())
+            .field("patterns", &self.pattern_count())
             .finish()
     }
 }
@@ -109,10 +106,7 @@ impl Redactor {
         Redactor {
             secrets: Vec::new(),
             labels: Vec::new(),
-            patterns: Vec::new(),
-            longest: 0,
-            automaton: None,
-            screens: Vec::new(),
+            matcher: None,
         }
     }
 
@@ -160,23 +154,26 @@ impl Redactor {
                 patterns.push(PatternInfo { secret: i, form });
             }
         }
-        let automaton = if texts.is_empty() {
-            None
-        } else {
-            let build = |kind| {
-                AhoCorasick::builder()
-                    .match_kind(MatchKind::LeftmostLongest)
-                    .kind(kind)
-                    .build(texts.iter().map(|t| t.as_slice()))
-            };
-            let ac = build(Some(AhoCorasickKind::DFA))
-                .or_else(|_| build(None))
-                .map_err(|e| SecretsError::Redactor {
-                    detail: e.to_string(),
-                })?;
-            Some(ac)
+        if texts.is_empty() {
+            return Ok(Redactor {
+                secrets,
+                labels,
+                matcher: None,
+            });
+        }
+        let build = |kind| {
+            AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .kind(kind)
+                .build(texts.iter().map(|t| t.as_slice()))
         };
+        let automaton = build(Some(AhoCorasickKind::DFA))
+            .or_else(|_| build(None))
+            .map_err(|e| SecretsError::Redactor {
+                detail: e.to_string(),
+            })?;
         let longest = texts.iter().map(|t| t.len()).max().unwrap_or(0);
+        let shortest = texts.iter().map(|t| t.len()).min().unwrap_or(0);
         let screens: Option<Vec<_>> = texts
             .chunks(SCREEN_GROUP)
             .map(|group| {
@@ -187,14 +184,16 @@ impl Redactor {
                     .build()
             })
             .collect();
-        let screens = screens.unwrap_or_default();
         Ok(Redactor {
             secrets,
             labels,
-            patterns,
-            longest,
-            automaton,
-            screens,
+            matcher: Some(Matcher {
+                patterns,
+                longest,
+                shortest,
+                automaton,
+                screens: screens.unwrap_or_default(),
+            }),
         })
     }
 
@@ -208,95 +207,68 @@ impl Redactor {
         self.secrets.iter().map(|(n, _)| n.as_str())
     }
 
-    /// Number of patterns in the automaton (raw and encoded forms, deduplicated).
+    /// Number of literal patterns (raw and encoded forms, deduplicated).
     pub fn pattern_count(&self) -> usize {
-        self.patterns.len()
+        self.matcher.as_ref().map_or(0, |m| m.patterns.len())
+    }
+
+    /// How many bytes of input one secret can span in the covered forms (every character
+    /// `\u`-escaped, twice nested, or base64 wrapped every character): a stream cut into pieces
+    /// must carry this much of one piece into the next so no secret is split unseen.
+    pub fn window(&self) -> usize {
+        self.matcher.as_ref().map_or(0, |m| m.longest * 8 + 16)
+    }
+
+    /// `input` with every secret, in every covered form, replaced by `[REDACTED:NAME]`, and the
+    /// number of replacements. Borrows when nothing matched. Valid JSON in, valid JSON out;
+    /// valid UTF-8 in, valid UTF-8 out.
+    pub fn scrub_bytes<'a>(&self, input: &'a [u8]) -> (Cow<'a, [u8]>, usize) {
+        let Some(matcher) = &self.matcher else {
+            return (Cow::Borrowed(input), 0);
+        };
+        let regions = matcher.regions(input);
+        if regions.is_empty() {
+            return (Cow::Borrowed(input), 0);
+        }
+        let mut out = Vec::with_capacity(input.len() + regions.len() * 16);
+        let mut copied = 0;
+        for r in &regions {
+            out.extend_from_slice(&input[copied..r.start]);
+            let label = self.labels[r.secret].as_bytes();
+            if r.quoted {
+                out.push(b'"');
+                out.extend_from_slice(label);
+                out.push(b'"');
+            } else {
+                out.extend_from_slice(label);
+            }
+            copied = r.end;
+        }
+        out.extend_from_slice(&input[copied..]);
+        (Cow::Owned(out), regions.len())
     }
 
     /// `text` with every secret replaced by `[REDACTED:NAME]`, and the number of replacements.
     /// Borrows when nothing matched.
     pub fn scrub<'a>(&self, text: &'a str) -> (Cow<'a, str>, usize) {
-        let Some(ac) = &self.automaton else {
-            return (Cow::Borrowed(text), 0);
-        };
-        // The SIMD screens find where the next match starts (or that there is none, the
-        // common case) much faster than the automaton scans; the automaton then only confirms
-        // the match there. Each screen's next position is cached, so each scans the text once.
-        let screened = !self.screens.is_empty();
-        let mut next: Vec<Option<usize>> = self
-            .screens
-            .iter()
-            .map(|s| s.find(text).map(|m| m.start()))
-            .collect();
-        let bytes = text.as_bytes();
-        let mut out: Option<String> = None;
-        let mut copied = 0usize; // bytes of `text` already handled
-        let mut hits = 0usize;
-        loop {
-            let from = if screened {
-                for (screen, pos) in self.screens.iter().zip(next.iter_mut()) {
-                    if pos.is_some_and(|p| p < copied) {
-                        *pos = screen
-                            .find_in(text, aho_corasick::Span::from(copied..text.len()))
-                            .map(|m| m.start());
-                    }
-                }
-                match next.iter().flatten().min() {
-                    Some(p) => *p,
-                    None => break,
-                }
-            } else {
-                copied
-            };
-            let Some(m) = ac.find(Input::new(text).span(from..text.len())) else {
-                break;
-            };
-            let info = self.patterns[m.pattern().as_usize()];
-            let (start, mut end) = self.region(bytes, m, copied);
-            // A match that begins inside this region but ends after it (two secrets that
-            // overlap, or a secret right after an encoded one) extends the region, so no tail
-            // of a secret is left in the clear. Such a match starts before `end`, so it ends
-            // before `end + longest`: the probe never scans further than that.
-            let mut probe = m.start() + 1;
-            while probe < end {
-                let limit = (end + self.longest).min(text.len());
-                match ac.find(Input::new(text).span(probe..limit)) {
-                    Some(m2) if m2.start() < end => {
-                        end = end.max(self.region(bytes, m2, copied).1);
-                        probe = m2.start() + 1;
-                    }
-                    _ => break,
-                }
-            }
-            let buf = out.get_or_insert_with(|| String::with_capacity(text.len()));
-            // `start` and `end` are on char boundaries: a match of a UTF-8 pattern in UTF-8
-            // text is whole characters, and widening only steps over ASCII bytes.
-            buf.push_str(&text[copied..start]);
-            buf.push_str(&self.labels[info.secret]);
-            copied = end;
-            hits += 1;
-        }
-        match out {
-            None => (Cow::Borrowed(text), 0),
-            Some(mut buf) => {
-                buf.push_str(&text[copied..]);
-                (Cow::Owned(buf), hits)
-            }
-        }
-    }
-
-    /// The bytes a match replaces: the match, widened for a base64 middle (never below `floor`).
-    fn region(&self, bytes: &[u8], m: aho_corasick::Match, floor: usize) -> (usize, usize) {
-        match self.patterns[m.pattern().as_usize()].form {
-            Form::Plain => (m.start(), m.end()),
-            Form::Base64 { url_safe } => widen(bytes, m.start(), m.end(), floor, url_safe),
+        match self.scrub_bytes(text.as_bytes()) {
+            (Cow::Borrowed(_), _) => (Cow::Borrowed(text), 0),
+            // Spans start and end on character boundaries (see the engine), so this holds; a
+            // lossy conversion is the fallback that still never restores a secret.
+            (Cow::Owned(bytes), hits) => match String::from_utf8(bytes) {
+                Ok(s) => (Cow::Owned(s), hits),
+                Err(e) => (
+                    Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+                    hits,
+                ),
+            },
         }
     }
 
     /// Scrub every string in `value` in place (object keys too); returns the number of
     /// replacements.
     pub fn scrub_json(&self, value: &mut serde_json::Value) -> usize {
-        if self.automaton.is_none() {
+        if self.matcher.is_none() {
             return 0;
         }
         match value {
@@ -304,6 +276,16 @@ impl Redactor {
                 let (clean, hits) = self.scrub(s);
                 if let Cow::Owned(clean) = clean {
                     *s = clean;
+                }
+                hits
+            }
+            // A numeric secret (a PIN, an account number) written as a JSON number.
+            serde_json::Value::Number(n) => {
+                let text = n.to_string();
+                let (clean, hits) = self.scrub(&text);
+                if hits > 0 {
+                    let clean = clean.into_owned();
+                    *value = serde_json::Value::String(clean);
                 }
                 hits
             }
@@ -335,110 +317,12 @@ impl LineScrubber for Redactor {
     fn scrub<'a>(&self, text: &'a str) -> Cow<'a, str> {
         Redactor::scrub(self, text).0
     }
-}
-
-/// Widen a base64 match over the neighbouring characters that still carry bits of the value:
-/// up to 3 alphabet characters before (never into already-handled text) and up to 3 after,
-/// then `=` padding.
-fn widen(bytes: &[u8], start: usize, end: usize, floor: usize, url_safe: bool) -> (usize, usize) {
-    let is_alpha = |b: u8| {
-        b.is_ascii_alphanumeric()
-            || if url_safe {
-                b == b'-' || b == b'_'
-            } else {
-                b == b'+' || b == b'/'
-            }
-    };
-    let mut s = start;
-    while s > floor && start - s < 3 && is_alpha(bytes[s - 1]) {
-        s -= 1;
+    fn scrub_bytes<'a>(&self, bytes: &'a [u8]) -> Cow<'a, [u8]> {
+        Redactor::scrub_bytes(self, bytes).0
     }
-    let mut e = end;
-    while e < bytes.len() && e - end < 3 && is_alpha(bytes[e]) {
-        e += 1;
+    fn window(&self) -> usize {
+        Redactor::window(self)
     }
-    let pad_from = e;
-    while e < bytes.len() && e - pad_from < 2 && bytes[e] == b'=' {
-        e += 1;
-    }
-    (s, e)
-}
-
-/// Every form of `value` to look for, with how a match of it is replaced.
-fn forms(value: &str) -> Vec<(Zeroizing<Vec<u8>>, Form)> {
-    let mut out: Vec<(Zeroizing<Vec<u8>>, Form)> = Vec::new();
-    let mut push = |bytes: Vec<u8>, form: Form| {
-        let bytes = Zeroizing::new(bytes);
-        if !bytes.is_empty() && !out.iter().any(|(b, _)| **b == *bytes) {
-            out.push((bytes, form));
-        }
-    };
-    push(value.as_bytes().to_vec(), Form::Plain);
-    if value.len() < MIN_VALUE_LEN {
-        return out;
-    }
-    // JSON string escaping (without the quotes).
-    if let Ok(json) = serde_json::to_string(value) {
-        let json = Zeroizing::new(json);
-        if json.len() >= 2 {
-            push(json.as_bytes()[1..json.len() - 1].to_vec(), Form::Plain);
-        }
-    }
-    // Percent-encoding.
-    for set in [PERCENT_RFC3986, NON_ALPHANUMERIC] {
-        let upper = Zeroizing::new(utf8_percent_encode(value, set).to_string());
-        let lower = Zeroizing::new(lowercase_hex_escapes(&upper));
-        if value.contains(' ') {
-            push(upper.replace("%20", "+").into_bytes(), Form::Plain);
-            push(lower.replace("%20", "+").into_bytes(), Form::Plain);
-        }
-        push(upper.as_bytes().to_vec(), Form::Plain);
-        push(lower.as_bytes().to_vec(), Form::Plain);
-    }
-    // base64: the full padded encodings, and for each alignment the middle that does not
-    // depend on neighbouring bytes.
-    let raw = value.as_bytes();
-    push(STANDARD.encode(raw).into_bytes(), Form::Plain);
-    push(
-        base64::engine::general_purpose::URL_SAFE
-            .encode(raw)
-            .into_bytes(),
-        Form::Plain,
-    );
-    for skip in 0..3usize {
-        let rest = &raw[skip.min(raw.len())..];
-        let whole = rest.len() / 3 * 3;
-        if whole < 6 {
-            continue;
-        }
-        let chunk = &rest[..whole];
-        push(
-            STANDARD_NO_PAD.encode(chunk).into_bytes(),
-            Form::Base64 { url_safe: false },
-        );
-        push(
-            URL_SAFE_NO_PAD.encode(chunk).into_bytes(),
-            Form::Base64 { url_safe: true },
-        );
-    }
-    out
-}
-
-/// `%2F` → `%2f` (the escapes only; the rest of the text is left alone).
-fn lowercase_hex_escapes(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        out.push(c);
-        if c == '%' {
-            for _ in 0..2 {
-                if let Some(h) = chars.next() {
-                    out.push(h.to_ascii_lowercase());
-                }
-            }
-        }
-    }
-    out
 }
 
 /// A redactor that can be replaced while other threads use it: the gateway holds one, adds each
@@ -484,6 +368,11 @@ impl SharedRedactor {
         self.0.load().scrub(text)
     }
 
+    /// Scrub bytes (a raw JSON-RPC line, a log line) with the current redactor.
+    pub fn scrub_bytes<'a>(&self, bytes: &'a [u8]) -> (Cow<'a, [u8]>, usize) {
+        self.0.load().scrub_bytes(bytes)
+    }
+
     /// Scrub JSON in place with the current redactor.
     pub fn scrub_json(&self, value: &mut serde_json::Value) -> usize {
         self.0.load().scrub_json(value)
@@ -494,280 +383,10 @@ impl LineScrubber for SharedRedactor {
     fn scrub<'a>(&self, text: &'a str) -> Cow<'a, str> {
         SharedRedactor::scrub(self, text).0
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use base64::engine::general_purpose::URL_SAFE;
-
-    const CANARY: &str = "sk-canary+/=~ x9Qz7";
-
-    /// Whole padded base64 encodings (standard and URL-safe), of every length residue, at any
-    /// position in a text, leave nothing of the encoding behind.
-    #[test]
-    fn whole_padded_base64_of_every_length_is_covered() {
-        for len in 8..=14 {
-            let value: String = "k7Qz9pLm2xWv8rTy4nB".chars().take(len).collect();
-            let r = redactor(&[("K", &value)]);
-            for encoded in [STANDARD.encode(&value), URL_SAFE.encode(&value)] {
-                for (before, after) in [("", ""), ("Basic ", " end"), ("x:", "\n")] {
-                    let text = format!("{before}{encoded}{after}");
-                    let (clean, hits) = r.scrub(&text);
-                    assert!(hits >= 1, "{text}");
-                    assert_eq!(
-                        clean,
-                        format!("{before}[REDACTED:K]{after}"),
-                        "len {len}: {text}"
-                    );
-                }
-            }
-        }
+    fn scrub_bytes<'a>(&self, bytes: &'a [u8]) -> Cow<'a, [u8]> {
+        SharedRedactor::scrub_bytes(self, bytes).0
     }
-
-    fn redactor(pairs: &[(&str, &str)]) -> Redactor {
-        Redactor::new(
-            pairs
-                .iter()
-                .map(|(n, v)| (n.to_string(), SecretString::from(*v))),
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn raw_value_replaced_and_counted() {
-        let r = redactor(&[("MY_KEY", "hunter2-hunter2")]);
-        let (out, hits) = r.scrub("a hunter2-hunter2 b hunter2-hunter2");
-        assert_eq!(out, "a [REDACTED:MY_KEY] b [REDACTED:MY_KEY]");
-        assert_eq!(hits, 2);
-    }
-
-    #[test]
-    fn clean_text_is_borrowed() {
-        let r = redactor(&[("MY_KEY", "hunter2-hunter2")]);
-        let (out, hits) = r.scrub("nothing to see");
-        assert!(matches!(out, Cow::Borrowed(_)));
-        assert_eq!(hits, 0);
-        let (out, hits) = Redactor::empty().scrub("x");
-        assert!(matches!(out, Cow::Borrowed(_)));
-        assert_eq!(hits, 0);
-    }
-
-    #[test]
-    fn base64_forms() {
-        let r = redactor(&[("K", CANARY)]);
-        let encoded = [
-            STANDARD.encode(CANARY),
-            STANDARD_NO_PAD.encode(CANARY),
-            URL_SAFE.encode(CANARY),
-            URL_SAFE_NO_PAD.encode(CANARY),
-        ];
-        for e in encoded {
-            let text = format!("value: {e} end");
-            let (out, hits) = r.scrub(&text);
-            assert_eq!(out, "value: [REDACTED:K] end", "{e}");
-            assert_eq!(hits, 1);
-        }
-    }
-
-    #[test]
-    fn base64_inside_a_longer_blob_at_every_alignment() {
-        let r = redactor(&[("K", CANARY)]);
-        for prefix in ["", "u:", "us:", "use:", "user:"] {
-            for suffix in ["", "!", "!!", "!!!"] {
-                let plain = format!("{prefix}{CANARY}{suffix}");
-                for enc in [STANDARD.encode(&plain), URL_SAFE_NO_PAD.encode(&plain)] {
-                    let text = format!("Authorization: Basic {enc}");
-                    let (out, hits) = r.scrub(&text);
-                    assert!(hits >= 1, "{text}");
-                    assert!(out.contains("[REDACTED:K]"), "{out}");
-                    // What is left of the blob decodes to no more than 2 bytes of the value
-                    // on either side: check no 3-byte run of the canary survives.
-                    let left = out.replace("Authorization: Basic ", "");
-                    for piece in left.split("[REDACTED:K]") {
-                        let padded = format!("{piece}{}", "=".repeat((4 - piece.len() % 4) % 4));
-                        for engine in [&STANDARD, &URL_SAFE] {
-                            if let Ok(bytes) = engine.decode(padded.as_bytes()) {
-                                let s = String::from_utf8_lossy(&bytes);
-                                for w in CANARY.as_bytes().windows(3) {
-                                    let w = String::from_utf8_lossy(w);
-                                    assert!(!s.contains(w.as_ref()), "{text} -> {out}");
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn percent_forms() {
-        let r = redactor(&[("K", CANARY)]);
-        let upper = utf8_percent_encode(CANARY, NON_ALPHANUMERIC).to_string();
-        let rfc = utf8_percent_encode(CANARY, PERCENT_RFC3986).to_string();
-        let lower = lowercase_hex_escapes(&upper);
-        let form = rfc.replace("%20", "+");
-        for e in [upper, rfc, lower, form] {
-            assert_ne!(e, CANARY);
-            let text = format!("https://x/?token={e}&a=1");
-            let (out, hits) = r.scrub(&text);
-            assert_eq!(out, "https://x/?token=[REDACTED:K]&a=1", "{e}");
-            assert_eq!(hits, 1);
-        }
-    }
-
-    #[test]
-    fn json_escaped_form_in_a_log_line() {
-        let value = "pa\"ss\\word-0001";
-        let r = redactor(&[("K", value)]);
-        let line = serde_json::json!({ "msg": format!("got {value}") }).to_string();
-        let (out, hits) = r.scrub(&line);
-        assert_eq!(hits, 1, "{line}");
-        assert!(!out.contains("word-0001"), "{out}");
-    }
-
-    #[test]
-    fn several_secrets_longest_wins() {
-        let r = redactor(&[("SHORT", "abcdefgh"), ("LONG", "abcdefgh-ijkl")]);
-        let (out, hits) = r.scrub("x abcdefgh-ijkl y abcdefgh z");
-        assert_eq!(out, "x [REDACTED:LONG] y [REDACTED:SHORT] z");
-        assert_eq!(hits, 2);
-    }
-
-    #[test]
-    fn overlapping_secrets_leave_no_tail() {
-        let r = redactor(&[("A", "abcdefgh"), ("B", "efghijkl")]);
-        let (out, hits) = r.scrub("x abcdefghijkl y");
-        assert_eq!(out, "x [REDACTED:A] y");
-        assert_eq!(hits, 1);
-        // A secret right after an encoded one, inside the widened region.
-        let r = redactor(&[("K", CANARY), ("RAW", "Zq9-raw-secret")]);
-        let text = format!(
-            "{}Zq9-raw-secret!",
-            STANDARD_NO_PAD.encode(format!("{CANARY}ab"))
-        );
-        let (out, _) = r.scrub(&text);
-        assert!(!out.contains("raw-secret"), "{out}");
-    }
-
-    #[test]
-    fn randomised_text_never_keeps_a_value() {
-        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut next = move |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
-        const ALPHABET: &[u8] =
-            b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/=-_ %:.\"";
-        for _ in 0..40 {
-            let values: Vec<String> = (0..3)
-                .map(|_| {
-                    let len = 8 + next(24);
-                    (0..len)
-                        .map(|_| ALPHABET[next(ALPHABET.len())] as char)
-                        .collect()
-                })
-                .collect();
-            let r = Redactor::new(
-                values
-                    .iter()
-                    .enumerate()
-                    .map(|(i, v)| (format!("K{i}"), SecretString::from(v.as_str()))),
-            )
-            .unwrap();
-            let mut text = String::new();
-            for _ in 0..6 {
-                for _ in 0..next(6) {
-                    text.push(ALPHABET[next(ALPHABET.len())] as char);
-                }
-                let v = &values[next(values.len())];
-                match next(3) {
-                    0 => text.push_str(v),
-                    1 => text.push_str(&STANDARD.encode(v)),
-                    _ => text.push_str(&URL_SAFE_NO_PAD.encode(v)),
-                }
-            }
-            let (out, hits) = r.scrub(&text);
-            assert!(hits >= 1, "{text}");
-            for v in &values {
-                for form in [v.clone(), STANDARD.encode(v), URL_SAFE_NO_PAD.encode(v)] {
-                    assert!(!out.contains(&form), "{text} -> {out}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn unicode_around_and_inside() {
-        let r = redactor(&[("K", "clé-secrète-ü")]);
-        let (out, hits) = r.scrub("→clé-secrète-ü←");
-        assert_eq!(out, "→[REDACTED:K]←");
-        assert_eq!(hits, 1);
-    }
-
-    #[test]
-    fn short_value_raw_only() {
-        let r = redactor(&[("K", "abc")]);
-        assert_eq!(r.pattern_count(), 1);
-        assert_eq!(r.scrub("xabcx").0, "x[REDACTED:K]x");
-    }
-
-    #[test]
-    fn json_in_place_with_keys() {
-        let r = redactor(&[("K", "hunter2-hunter2")]);
-        let mut v = serde_json::json!({
-            "content": [{ "type": "text", "text": "key=hunter2-hunter2" }],
-            "structuredContent": { "hunter2-hunter2": ["hunter2-hunter2", 1, null] },
-            "isError": false
-        });
-        let hits = r.scrub_json(&mut v);
-        assert_eq!(hits, 3);
-        let text = v.to_string();
-        assert!(!text.contains("hunter2"), "{text}");
-        assert_eq!(v["content"][0]["text"], "key=[REDACTED:K]");
-        assert_eq!(v["structuredContent"]["[REDACTED:K]"][0], "[REDACTED:K]");
-    }
-
-    #[test]
-    fn with_added_and_shared() {
-        let shared = SharedRedactor::default();
-        assert_eq!(shared.scrub("first-secret-1").1, 0);
-        shared
-            .add([("A".to_string(), SecretString::from("first-secret-1"))])
-            .unwrap();
-        shared
-            .add([("B".to_string(), SecretString::from("second-secret-2"))])
-            .unwrap();
-        let (out, hits) = shared.scrub("first-secret-1 second-secret-2");
-        assert_eq!(out, "[REDACTED:A] [REDACTED:B]");
-        assert_eq!(hits, 2);
-        // Same name again: the new value replaces the old.
-        shared
-            .add([("A".to_string(), SecretString::from("rotated-secret-3"))])
-            .unwrap();
-        let names: Vec<String> = shared.current().names().map(String::from).collect();
-        assert_eq!(names, ["A", "B"]);
-        assert_eq!(shared.scrub("rotated-secret-3").1, 1);
-    }
-
-    #[test]
-    fn line_scrubber() {
-        let r: Arc<dyn LineScrubber> = Arc::new(redactor(&[("K", "hunter2-hunter2")]));
-        assert_eq!(r.scrub("x hunter2-hunter2"), "x [REDACTED:K]");
-    }
-
-    #[test]
-    fn debug_prints_names_only() {
-        let r = redactor(&[("K", "hunter2-hunter2")]);
-        let text = format!(
-            "{r:?} {:?}",
-            SharedRedactor::new(redactor(&[("K", "hunter2-hunter2")]))
-        );
-        assert!(text.contains("\"K\""), "{text}");
-        assert!(!text.contains("hunter2"), "{text}");
-        let _ = r;
+    fn window(&self) -> usize {
+        self.0.load().window()
     }
 }
