@@ -39,7 +39,7 @@
 mod engine;
 mod forms;
 #[cfg(test)]
-mod proptests;
+pub(crate) mod proptests;
 #[cfg(test)]
 mod tests;
 

@@ -217,19 +217,27 @@ fn views(out: &[u8]) -> Vec<Vec<u8>> {
     views
 }
 
-fn assert_no_form(secret: &str, out: &[u8]) -> Result<(), TestCaseError> {
+/// The first literal form of `secret` found in any decoded view of `out`, if any.
+pub(crate) fn leaked_form(secret: &str, out: &[u8]) -> Option<String> {
     let forms = forms(secret);
     for view in views(out) {
         for (form, _) in &forms {
-            let found = view.windows(form.len()).any(|w| w == form.as_slice());
-            prop_assert!(
-                !found,
-                "a form of the secret survived: {:?} in {:?}",
-                String::from_utf8_lossy(form),
-                String::from_utf8_lossy(out)
-            );
+            if view.windows(form.len()).any(|w| w == form.as_slice()) {
+                return Some(String::from_utf8_lossy(form).into_owned());
+            }
         }
     }
+    None
+}
+
+fn assert_no_form(secret: &str, out: &[u8]) -> Result<(), TestCaseError> {
+    let leaked = leaked_form(secret, out);
+    prop_assert!(
+        leaked.is_none(),
+        "a form of the secret survived: {:?} in {:?}",
+        leaked,
+        String::from_utf8_lossy(out)
+    );
     Ok(())
 }
 
