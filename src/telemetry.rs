@@ -45,6 +45,12 @@ pub trait LineScrubber: Send + Sync {
         }
     }
 
+    /// The scrubbed form of `bytes[..cut]`, the rest of `bytes` read as context (see
+    /// `Redactor::scrub_prefix`).
+    fn scrub_prefix<'a>(&self, bytes: &'a [u8], cut: usize) -> Cow<'a, [u8]> {
+        self.scrub_bytes(&bytes[..cut.min(bytes.len())])
+    }
+
     /// How many bytes one secret can span in its encoded forms (see `Redactor::window`).
     fn window(&self) -> usize {
         0
@@ -77,6 +83,14 @@ pub fn scrub_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
     match installed() {
         Some(s) => Cow::Owned(s.scrub_bytes(bytes).into_owned()),
         None => Cow::Borrowed(bytes),
+    }
+}
+
+/// [`LineScrubber::scrub_prefix`] with the installed scrubber, if any.
+pub fn scrub_prefix(bytes: &[u8], cut: usize) -> Cow<'_, [u8]> {
+    match installed() {
+        Some(s) => Cow::Owned(s.scrub_prefix(bytes, cut).into_owned()),
+        None => Cow::Borrowed(&bytes[..cut.min(bytes.len())]),
     }
 }
 

@@ -223,14 +223,24 @@ impl Redactor {
     /// number of replacements. Borrows when nothing matched. Valid JSON in, valid JSON out;
     /// valid UTF-8 in, valid UTF-8 out.
     pub fn scrub_bytes<'a>(&self, input: &'a [u8]) -> (Cow<'a, [u8]>, usize) {
+        self.scrub_prefix(input, input.len())
+    }
+
+    /// The scrubbed form of `input[..cut]`, reading the rest of `input` as context: a secret that
+    /// starts before `cut` and ends after it is replaced whole, and nothing after `cut` is kept
+    /// (so a secret whose head is all that the context holds is never shown). For cutting a
+    /// stream into bounded pieces: the context should be at least [`Redactor::window`] bytes.
+    pub fn scrub_prefix<'a>(&self, input: &'a [u8], cut: usize) -> (Cow<'a, [u8]>, usize) {
+        let cut = cut.min(input.len());
         let Some(matcher) = &self.matcher else {
-            return (Cow::Borrowed(input), 0);
+            return (Cow::Borrowed(&input[..cut]), 0);
         };
         let regions = matcher.regions(input);
+        let regions: Vec<_> = regions.into_iter().filter(|r| r.start < cut).collect();
         if regions.is_empty() {
-            return (Cow::Borrowed(input), 0);
+            return (Cow::Borrowed(&input[..cut]), 0);
         }
-        let mut out = Vec::with_capacity(input.len() + regions.len() * 16);
+        let mut out = Vec::with_capacity(cut + regions.len() * 16);
         let mut copied = 0;
         for r in &regions {
             out.extend_from_slice(&input[copied..r.start]);
@@ -244,7 +254,9 @@ impl Redactor {
             }
             copied = r.end;
         }
-        out.extend_from_slice(&input[copied..]);
+        if copied < cut {
+            out.extend_from_slice(&input[copied..cut]);
+        }
         (Cow::Owned(out), regions.len())
     }
 
@@ -320,6 +332,9 @@ impl LineScrubber for Redactor {
     fn scrub_bytes<'a>(&self, bytes: &'a [u8]) -> Cow<'a, [u8]> {
         Redactor::scrub_bytes(self, bytes).0
     }
+    fn scrub_prefix<'a>(&self, bytes: &'a [u8], cut: usize) -> Cow<'a, [u8]> {
+        Redactor::scrub_prefix(self, bytes, cut).0
+    }
     fn window(&self) -> usize {
         Redactor::window(self)
     }
@@ -385,6 +400,9 @@ impl LineScrubber for SharedRedactor {
     }
     fn scrub_bytes<'a>(&self, bytes: &'a [u8]) -> Cow<'a, [u8]> {
         SharedRedactor::scrub_bytes(self, bytes).0
+    }
+    fn scrub_prefix<'a>(&self, bytes: &'a [u8], cut: usize) -> Cow<'a, [u8]> {
+        self.0.load().scrub_prefix(bytes, cut).0
     }
     fn window(&self) -> usize {
         self.0.load().window()

@@ -275,3 +275,18 @@ fn debug_prints_names_only() {
     assert!(!text.contains("hunter2"), "{text}");
     let _ = r;
 }
+
+#[test]
+fn scrub_prefix_keeps_a_straddling_secret_whole_and_drops_the_context() {
+    let r = redactor(&[("K", "hunter2-hunter2")]);
+    let text = b"abc hunter2-hunter2 tail hunter2";
+    let (out, hits) = r.scrub_prefix(text, 8);
+    assert_eq!(&*out, b"abc [REDACTED:K]");
+    assert_eq!(hits, 1);
+    let (out, hits) = r.scrub_prefix(text, 26);
+    assert_eq!(&*out, b"abc [REDACTED:K] tail h");
+    assert_eq!(hits, 1);
+    let (out, hits) = r.scrub_prefix(text, 3);
+    assert!(matches!(out, Cow::Borrowed(b"abc")));
+    assert_eq!(hits, 0);
+}
