@@ -48,10 +48,102 @@ pub(super) struct Matcher {
     /// Length of the shortest pattern: a wrapped run shorter than this holds no match.
     pub(super) shortest: usize,
     pub(super) automaton: AhoCorasick,
-    /// SIMD (Teddy) searchers over groups of at most 64 patterns, which say quickly whether and
-    /// where the first match is; the automaton then works from there. Empty when the CPU has no
-    /// SIMD support for them (the automaton alone is correct, only slower).
-    pub(super) screens: Vec<aho_corasick::packed::Searcher>,
+    pub(super) screen: Screen,
+}
+
+/// What says quickly where a match may be, so that clean input costs one cheap pass.
+pub(super) enum Screen {
+    /// Up to 64 patterns: one SIMD (Teddy) searcher finds where the next match starts; the
+    /// automaton then confirms it there.
+    Teddy(aho_corasick::packed::Searcher),
+    /// More patterns (Teddy would need a pass per 64): a strided q-gram filter.
+    Grams(GramScreen),
+    /// No screen (no SIMD on this CPU, or a pattern shorter than a gram): the automaton alone.
+    None,
+}
+
+impl Screen {
+    pub(super) fn new(patterns: &[&[u8]]) -> Screen {
+        if patterns.len() <= 64
+            && let Some(teddy) = aho_corasick::packed::Config::new()
+                .match_kind(aho_corasick::packed::MatchKind::LeftmostLongest)
+                .builder()
+                .extend(patterns)
+                .build()
+        {
+            return Screen::Teddy(teddy);
+        }
+        GramScreen::new(patterns).map_or(Screen::None, Screen::Grams)
+    }
+}
+
+/// Bytes per gram.
+const Q: usize = 4;
+
+/// Every 4-byte substring of every pattern, hashed into a bitset. Every pattern is at least
+/// `stride + Q - 1` bytes long, so any occurrence holds a whole gram at a position that is a
+/// multiple of `stride`: looking up only those positions misses nothing, and reads a small
+/// fraction of the input (1 in 20 to 40 positions for typical keys). A hit (or a rare false
+/// one) marks a window for the automaton.
+pub(super) struct GramScreen {
+    bits: Vec<u64>,
+    log: u32,
+    stride: usize,
+}
+
+impl GramScreen {
+    fn new(patterns: &[&[u8]]) -> Option<GramScreen> {
+        let shortest = patterns.iter().map(|p| p.len()).min()?;
+        if shortest < Q {
+            return None;
+        }
+        let grams: usize = patterns.iter().map(|p| p.len() - Q + 1).sum();
+        // About 32 bits per gram keeps false hits near 3%; 2^12 to 2^24 bits (512 B to 2 MiB).
+        let log = (grams * 32)
+            .next_power_of_two()
+            .trailing_zeros()
+            .clamp(12, 24);
+        let mut screen = GramScreen {
+            bits: vec![0; (1usize << log) / 64],
+            log,
+            stride: shortest - Q + 1,
+        };
+        for p in patterns {
+            for w in p.windows(Q) {
+                let h = screen.hash(w);
+                screen.bits[h / 64] |= 1 << (h % 64);
+            }
+        }
+        Some(screen)
+    }
+
+    #[inline]
+    fn hash(&self, w: &[u8]) -> usize {
+        let v = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        (v.wrapping_mul(0x9E37_79B1) >> (32 - self.log)) as usize
+    }
+
+    /// Merged windows of `hay` that may hold a match of a pattern at most `longest` long.
+    fn windows(&self, hay: &[u8], longest: usize) -> Vec<(usize, usize)> {
+        let mut out: Vec<(usize, usize)> = Vec::new();
+        if hay.len() < Q {
+            return out;
+        }
+        let mut i = 0;
+        while i + Q <= hay.len() {
+            let h = self.hash(&hay[i..i + Q]);
+            if self.bits[h / 64] & (1 << (h % 64)) != 0 {
+                let a = (i + Q).saturating_sub(longest);
+                let b = (i + longest).min(hay.len());
+                match out.last_mut() {
+                    Some(last) if a <= last.1 => last.1 = b,
+                    _ => out.push((a, b)),
+                }
+            }
+            i += self.stride;
+        }
+        out
+    }
 }
 
 impl Matcher {
@@ -87,36 +179,50 @@ impl Matcher {
 
     /// Pass 1: literal patterns over `hay` as it is.
     fn literal(&self, hay: &[u8], out: &mut Vec<Region>) {
-        let ac = &self.automaton;
-        // Each screen's next candidate position is cached, so each scans the input once.
-        let screened = !self.screens.is_empty();
-        let mut next: Vec<Option<usize>> = self
-            .screens
-            .iter()
-            .map(|s| s.find(hay).map(|m| m.start()))
-            .collect();
         let mut done = 0usize; // bytes of `hay` already handled
-        loop {
-            let from = if screened {
-                for (screen, pos) in self.screens.iter().zip(next.iter_mut()) {
-                    if pos.is_some_and(|p| p < done) {
-                        *pos = screen
-                            .find_in(hay, aho_corasick::Span::from(done..hay.len()))
-                            .map(|m| m.start());
+        match &self.screen {
+            Screen::Teddy(teddy) => {
+                // Teddy finds where the next match starts (or that there is none, the common
+                // case) much faster than the automaton scans; the automaton confirms it.
+                while let Some(m) = teddy.find_in(hay, aho_corasick::Span::from(done..hay.len())) {
+                    if !self.search(hay, m.start(), hay.len(), true, &mut done, out) {
+                        break;
                     }
                 }
-                match next.iter().flatten().min() {
-                    Some(p) => *p,
-                    None => break,
+            }
+            Screen::Grams(grams) => {
+                for (a, b) in grams.windows(hay, self.longest) {
+                    if b > done {
+                        self.search(hay, a.max(done), b, false, &mut done, out);
+                    }
                 }
-            } else {
-                done
-            };
-            let Some(m) = ac.find(Input::new(hay).span(from..hay.len())) else {
+            }
+            Screen::None => {
+                self.search(hay, 0, hay.len(), false, &mut done, out);
+            }
+        }
+    }
+
+    /// Find matches in `hay[from..to]` and push their regions; with `once`, only the first.
+    /// Returns whether a match was found.
+    fn search(
+        &self,
+        hay: &[u8],
+        mut from: usize,
+        to: usize,
+        once: bool,
+        done: &mut usize,
+        out: &mut Vec<Region>,
+    ) -> bool {
+        let ac = &self.automaton;
+        let mut found = false;
+        while from < to {
+            let Some(m) = ac.find(Input::new(hay).span(from..to)) else {
                 break;
             };
+            found = true;
             let info = self.patterns[m.pattern().as_usize()];
-            let (start, mut end) = self.region(hay, m, done);
+            let (start, mut end) = self.region(hay, m, *done);
             // A match that begins inside this region but ends after it (two secrets that
             // overlap, or a secret right after an encoded one) extends the region, so no tail
             // of a secret is left in the clear. Such a match starts before `end`, so it ends
@@ -126,7 +232,7 @@ impl Matcher {
                 let limit = (end + self.longest).min(hay.len());
                 match ac.find(Input::new(hay).span(probe..limit)) {
                     Some(m2) if m2.start() < end => {
-                        end = end.max(self.region(hay, m2, done).1);
+                        end = end.max(self.region(hay, m2, *done).1);
                         probe = m2.start() + 1;
                     }
                     _ => break,
@@ -138,8 +244,13 @@ impl Matcher {
                 secret: info.secret,
                 quoted: false,
             });
-            done = end;
+            *done = end;
+            from = end;
+            if once {
+                break;
+            }
         }
+        found
     }
 
     /// The bytes a match replaces: the match, widened for a base64 middle (never below `floor`).
@@ -212,6 +323,10 @@ impl Matcher {
             let start = run_start(hay, p);
             let end = run_end(hay, p);
             // Join only when the run could hold the shortest pattern.
+            if end - start < self.shortest {
+                pos = end.max(p + brk);
+                continue;
+            }
             let mut joined = Vec::new();
             let mut map: Vec<u32> = Vec::new();
             let mut k = start;

@@ -52,13 +52,10 @@ use arc_swap::ArcSwap;
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
-use self::engine::{Matcher, PatternInfo};
+use self::engine::{Matcher, PatternInfo, Screen};
 use self::forms::forms;
 use super::SecretsError;
 use crate::telemetry::LineScrubber;
-
-/// Patterns per SIMD screen (Teddy's limit).
-const SCREEN_GROUP: usize = 64;
 
 /// Scrubs secret values (and their encoded forms) out of bytes, text and JSON.
 ///
@@ -174,16 +171,8 @@ impl Redactor {
             })?;
         let longest = texts.iter().map(|t| t.len()).max().unwrap_or(0);
         let shortest = texts.iter().map(|t| t.len()).min().unwrap_or(0);
-        let screens: Option<Vec<_>> = texts
-            .chunks(SCREEN_GROUP)
-            .map(|group| {
-                aho_corasick::packed::Config::new()
-                    .match_kind(aho_corasick::packed::MatchKind::LeftmostLongest)
-                    .builder()
-                    .extend(group.iter().map(|t| t.as_slice()))
-                    .build()
-            })
-            .collect();
+        let slices: Vec<&[u8]> = texts.iter().map(|t| t.as_slice()).collect();
+        let screen = Screen::new(&slices);
         Ok(Redactor {
             secrets,
             labels,
@@ -192,7 +181,7 @@ impl Redactor {
                 longest,
                 shortest,
                 automaton,
-                screens: screens.unwrap_or_default(),
+                screen,
             }),
         })
     }

@@ -241,12 +241,17 @@ fn assert_no_form(secret: &str, out: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn redactor(secret: &str) -> Redactor {
-    Redactor::new([
-        ("K".to_string(), SecretString::from(secret)),
-        ("DECOY".to_string(), SecretString::from("decoy-value-0042")),
-    ])
-    .unwrap()
+/// The secret plus `decoys` other secrets: with few patterns the SIMD screen runs, with more
+/// (over 64) the gram screen.
+fn redactor(secret: &str, decoys: usize) -> Redactor {
+    let decoys = (0..decoys).map(|i| {
+        (
+            format!("DECOY_{i}"),
+            SecretString::from(format!("decoy/value+{i} \"x\"-00{i}")),
+        )
+    });
+    Redactor::new(std::iter::once(("K".to_string(), SecretString::from(secret))).chain(decoys))
+        .unwrap()
 }
 
 proptest! {
@@ -259,8 +264,9 @@ proptest! {
         enc in encoding(),
         before in text(40),
         after in text(40),
+        decoys in 0usize..6,
     ) {
-        let r = redactor(&secret);
+        let r = redactor(&secret, decoys);
         let input = format!("{before}{}{after}", encode(&secret, &enc));
         // The check sees the secret before scrubbing (so its silence after means something).
         prop_assert!(assert_no_form(&secret, input.as_bytes()).is_err());
@@ -281,8 +287,9 @@ proptest! {
         choices in prop::collection::vec(0u8..4, 1..12),
         outer_choices in prop::collection::vec(0u8..4, 1..6),
         nest in 0usize..3,
+        decoys in 0usize..6,
     ) {
-        let r = redactor(&secret);
+        let r = redactor(&secret, decoys);
         let plain = format!("{before}{}{after}", encode(&secret, &enc));
         let mut line = format!(
             r#"{{"jsonrpc":"2.0","id":7,"result":{{"content":[{{"type":"text","text":{}}}],"isError":false}}}}"#,
@@ -311,7 +318,7 @@ proptest! {
         plain in text(120),
         choices in prop::collection::vec(0u8..4, 1..8),
     ) {
-        let r = redactor(&secret);
+        let r = redactor(&secret, 4);
         for input in [plain.clone(), json_string(&plain, &choices)] {
             let (out, hits) = r.scrub_bytes(input.as_bytes());
             prop_assert_eq!(hits, 0);
@@ -325,14 +332,14 @@ proptest! {
     fn numeric_and_split_secrets_keep_json_valid(
         digits in "[1-9][0-9]{9,17}",
     ) {
-        let r = redactor(&digits);
+        let r = redactor(&digits, 1);
         let line = format!(r#"{{"a":{digits},"b":[{digits}.5,"x{digits}y"]}}"#);
         let (out, hits) = r.scrub_bytes(line.as_bytes());
         prop_assert!(hits >= 3);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         prop_assert!(!v.to_string().contains(&digits));
         let split = format!("ab\",\"{digits}");
-        let r = redactor(&split);
+        let r = redactor(&split, 1);
         let line = format!(r#"["x{split}y"]"#);
         let (out, hits) = r.scrub_bytes(line.as_bytes());
         prop_assert!(hits >= 1);
