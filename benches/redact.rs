@@ -79,9 +79,25 @@ fn encoded(v: &str, n: usize) -> String {
         8 => wrap(&STANDARD.encode(format!("-----{v}-----")), 76),
         9 => wrap(&URL_SAFE_NO_PAD.encode(format!("xy{v}")), 17),
         10 => utf8_percent_encode(v, NON_ALPHANUMERIC).to_string(),
-        11 => utf8_percent_encode(v, NON_ALPHANUMERIC)
-            .to_string()
-            .to_lowercase(),
+        11 => {
+            // Lowercase hex digits, the rest as it is.
+            let upper = utf8_percent_encode(v, NON_ALPHANUMERIC).to_string();
+            let mut out = String::new();
+            let mut hex_left = 0u8;
+            for c in upper.chars() {
+                out.push(if hex_left > 0 {
+                    c.to_ascii_lowercase()
+                } else {
+                    c
+                });
+                hex_left = if c == '%' {
+                    2
+                } else {
+                    hex_left.saturating_sub(1)
+                };
+            }
+            out
+        }
         12 => utf8_percent_encode(v, PATH_SAFE).to_string(),
         13 => utf8_percent_encode(v, PATH_SAFE)
             .to_string()

@@ -4,12 +4,13 @@
 //! Three passes, each cheap when it finds nothing to do:
 //!
 //! 1. **literal**: the patterns of [`forms`](super::forms) over the bytes as they are, screened
-//!    with SIMD (Teddy) and confirmed with an aho-corasick automaton;
-//! 2. **unescape**: only JSON strings that contain a `\u`, `\/` or `\\` escape are decoded (the
-//!    other escapes have one spelling, which pass 1 already knows), and all three passes run
-//!    again over the decoded text, up to [`MAX_DEPTH`] levels of nesting (a JSON line inside a
-//!    JSON string inside a JSON log line). A match is mapped back to the escape sequences it
-//!    came from, so a replacement always covers whole escapes;
+//!    (SIMD Teddy up to 64 patterns, a strided gram filter beyond) and confirmed with an
+//!    aho-corasick automaton;
+//! 2. **unescape**: only the stretches of JSON strings around a `\u`, `\/` or `\\` escape are
+//!    decoded (the other escapes have one spelling, which pass 1 already knows), and all three
+//!    passes run again over the decoded text, up to [`MAX_DEPTH`] levels of nesting (a JSON line
+//!    inside a JSON string inside a JSON log line). A match is mapped back to the escape
+//!    sequences it came from, so a replacement always covers whole escapes;
 //! 3. **wrapped base64**: only runs of base64-alphabet characters that contain line breaks (`\n`,
 //!    `\r\n`, or their two-character escapes) are joined and searched again.
 //!
@@ -17,7 +18,7 @@
 //! span is not inside one string — split so that the output stays valid JSON.
 
 use aho_corasick::{AhoCorasick, Input};
-use memchr::{memchr, memchr2, memchr3, memrchr};
+use memchr::{memchr, memchr_iter, memchr2, memchr3, memrchr};
 
 use super::forms::Form;
 
@@ -80,11 +81,11 @@ impl Screen {
 /// Bytes per gram.
 const Q: usize = 4;
 
-/// Every 4-byte substring of every pattern, hashed into a bitset. Every pattern is at least
-/// `stride + Q - 1` bytes long, so any occurrence holds a whole gram at a position that is a
-/// multiple of `stride`: looking up only those positions misses nothing, and reads a small
-/// fraction of the input (1 in 20 to 40 positions for typical keys). A hit (or a rare false
-/// one) marks a window for the automaton.
+/// The 4-byte substrings that start in the first `stride` bytes of every pattern, hashed into a
+/// bitset. Every pattern is at least `stride + Q - 1` bytes long, so any occurrence holds a whole
+/// gram at a position that is a multiple of `stride`, less than `stride` bytes into it: looking
+/// up only those positions misses nothing, and reads a small fraction of the input (1 in 20 to
+/// 40 positions for typical keys). A hit (or a rare false one) marks a window for the automaton.
 pub(super) struct GramScreen {
     bits: Vec<u64>,
     log: u32,
@@ -97,7 +98,10 @@ impl GramScreen {
         if shortest < Q {
             return None;
         }
-        let grams: usize = patterns.iter().map(|p| p.len() - Q + 1).sum();
+        let stride = shortest - Q + 1;
+        // The first sampled position in an occurrence is less than `stride` bytes into it,
+        // so only the grams that start there are needed.
+        let grams = patterns.len() * stride;
         // About 32 bits per gram keeps false hits near 3%; 2^12 to 2^24 bits (512 B to 2 MiB).
         let log = (grams * 32)
             .next_power_of_two()
@@ -106,10 +110,10 @@ impl GramScreen {
         let mut screen = GramScreen {
             bits: vec![0; (1usize << log) / 64],
             log,
-            stride: shortest - Q + 1,
+            stride,
         };
         for p in patterns {
-            for w in p.windows(Q) {
+            for w in p.windows(Q).take(stride) {
                 let h = screen.hash(w);
                 screen.bits[h / 64] |= 1 << (h % 64);
             }
@@ -133,7 +137,8 @@ impl GramScreen {
         while i + Q <= hay.len() {
             let h = self.hash(&hay[i..i + Q]);
             if self.bits[h / 64] & (1 << (h % 64)) != 0 {
-                let a = (i + Q).saturating_sub(longest);
+                // The occurrence starts at most `stride - 1` bytes before `i`.
+                let a = (i + 1).saturating_sub(self.stride);
                 let b = (i + longest).min(hay.len());
                 match out.last_mut() {
                     Some(last) if a <= last.1 => last.1 = b,
@@ -261,45 +266,56 @@ impl Matcher {
         }
     }
 
-    /// Pass 2: decode the JSON strings that hold an escape with more than one spelling, search
-    /// the decoded text, and map what is found back onto the escapes.
+    /// Pass 2: decode the stretches around escapes with more than one spelling (`\u`, `\/`,
+    /// `\\`), search the decoded text, and map what is found back onto the escapes.
+    ///
+    /// An encoded secret that holds such an escape lies within [`Matcher::reach`] bytes of it
+    /// (its other characters are plain or have one spelling, at most 6 bytes each), so only
+    /// those stretches are decoded: a long JSON string with one `\u` costs a few hundred bytes
+    /// of decoding, not its whole length.
     fn unescaped(&self, hay: &[u8], depth: u8, out: &mut Vec<Region>) {
-        let mut pos = 0;
-        while let Some(off) = memchr(b'\\', &hay[pos..]) {
-            let first = pos + off;
-            // No backslash lies between `pos` and `first`, so the last quote there is a real
-            // one: the string (or the stretch of plain text) starts after it.
-            let left = memrchr(b'"', &hay[pos..first]).map_or(pos, |q| pos + q + 1);
-            let mut i = first;
-            let mut ambiguous = false;
-            let right = loop {
-                match memchr2(b'"', b'\\', &hay[i..]) {
-                    None => break hay.len(),
-                    Some(k) if hay[i + k] == b'"' => break i + k,
-                    Some(k) => {
-                        let j = i + k;
-                        if matches!(hay.get(j + 1), Some(b'u' | b'/' | b'\\')) {
-                            ambiguous = true;
-                        }
-                        i = (j + 2).min(hay.len());
-                    }
-                }
-            };
-            if ambiguous {
-                let seg = &hay[left..right];
-                let decoded = decode(seg);
-                let mut found = Vec::new();
-                self.find_all(&decoded.bytes, depth + 1, &mut found);
-                for r in found {
-                    out.push(Region {
-                        start: left + decoded.from[r.start] as usize,
-                        end: left + decoded.to[r.end - 1] as usize,
-                        ..r
-                    });
+        let reach = self.reach();
+        let mut clusters: Vec<(usize, usize)> = Vec::new();
+        let mut next_escape = 0;
+        for j in memchr_iter(b'\\', hay) {
+            if j < next_escape {
+                continue; // the escaped character of `\\`
+            }
+            next_escape = j + 2;
+            if matches!(hay.get(j + 1), Some(b'u' | b'/' | b'\\')) {
+                let end = (j + 6).min(hay.len());
+                match clusters.last_mut() {
+                    Some(c) if j < c.1 + 2 * reach => c.1 = end,
+                    _ => clusters.push((j, end)),
                 }
             }
-            pos = (right + 1).min(hay.len());
         }
+        for (a, b) in clusters {
+            let mut lo = a.saturating_sub(reach);
+            let mut hi = (b + reach).min(hay.len());
+            // Never start or end inside an escape.
+            if let Some((s, _)) = escape_unit_around(hay, lo) {
+                lo = s;
+            }
+            if let Some((_, e)) = escape_unit_around(hay, hi) {
+                hi = e;
+            }
+            let decoded = decode(&hay[lo..hi]);
+            let mut found = Vec::new();
+            self.find_all(&decoded.bytes, depth + 1, &mut found);
+            for r in found {
+                out.push(Region {
+                    start: lo + decoded.from[r.start] as usize,
+                    end: lo + decoded.to[r.end - 1] as usize,
+                    ..r
+                });
+            }
+        }
+    }
+
+    /// How far from an ambiguous escape the rest of an encoded secret can reach.
+    fn reach(&self) -> usize {
+        6 * self.longest + 16
     }
 
     /// Pass 3: join runs of base64-alphabet characters broken by line breaks, search the joined
@@ -357,8 +373,20 @@ impl Matcher {
 }
 
 /// Characters of a base64 run: both alphabets and padding.
+static RUN_CHARS: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=');
+        i += 1;
+    }
+    t
+};
+
+#[inline]
 fn is_run_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=')
+    RUN_CHARS[usize::from(b)]
 }
 
 /// Length of the line break at `p`: `\r\n`, `\n`, `\r`, or the escapes `\r\n`, `\n`, `\r`
