@@ -560,43 +560,91 @@ async fn read_catalog(peer: &Peer<RoleClient>) -> Result<Catalog, StartError> {
 /// applies back-pressure rather than dropping lines).
 const STDERR_LINES_PER_SEC: u32 = 200;
 
-/// Copy a child's stderr into the log line by line, tagged with the server's name. Lines are cut
-/// at [`MAX_STDERR_LINE`] so a flood without newlines cannot grow memory, and rate-limited to
-/// [`STDERR_LINES_PER_SEC`].
+/// Copy a child's stderr into the log line by line, tagged with the server's name. Each line is
+/// redacted first and then cut at [`MAX_STDERR_LINE`] (so a flood without newlines cannot grow
+/// memory), and lines are rate-limited to [`STDERR_LINES_PER_SEC`].
 async fn pump_stderr(
     server: Arc<str>,
     mut stderr: tokio::process::ChildStderr,
     isolation_failed: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let mut buf = vec![0u8; 4096];
-    let mut line: Vec<u8> = Vec::new();
-    let mut cut = false;
+    let mut lines = StderrLines::default();
     let mut budget = LineBudget::new();
+    let mut emit = |line: &[u8], cut: bool| {
+        note_isolation_failure(line, &isolation_failed);
+        if budget.take(&server) {
+            emit_stderr_line(&server, line, cut);
+        }
+    };
+    let scrub = |bytes: &[u8], cut: usize| crate::telemetry::scrub_prefix(bytes, cut).into_owned();
     loop {
         let n = match stderr.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        for &b in &buf[..n] {
+        // The redactor can grow as children start: ask for its window at every read.
+        let window = crate::telemetry::scrub_window();
+        lines.push(&buf[..n], window, &scrub, &mut emit);
+    }
+    lines.finish(&scrub, &mut emit);
+    budget.flush(&server);
+}
+
+/// Splits a byte stream into lines, keeping of each line its first [`MAX_STDERR_LINE`] bytes
+/// plus an overlap as long as the longest span a secret can take (`window`), so that a secret
+/// straddling the cut (or a read boundary) is whole when the line is redacted; only then is the
+/// redacted line cut.
+#[derive(Default)]
+struct StderrLines {
+    line: Vec<u8>,
+    /// Bytes of the current line beyond what is kept were dropped.
+    cut: bool,
+}
+
+impl StderrLines {
+    fn push(
+        &mut self,
+        data: &[u8],
+        window: usize,
+        scrub: &dyn Fn(&[u8], usize) -> Vec<u8>,
+        emit: &mut dyn FnMut(&[u8], bool),
+    ) {
+        let keep = MAX_STDERR_LINE + window;
+        for &b in data {
             if b == b'\n' {
-                note_isolation_failure(&line, &isolation_failed);
-                if budget.take(&server) {
-                    emit_stderr_line(&server, &line, cut);
-                }
-                line.clear();
-                cut = false;
-            } else if line.len() < MAX_STDERR_LINE {
-                line.push(b);
+                self.flush(scrub, emit);
+            } else if self.line.len() < keep {
+                self.line.push(b);
             } else {
-                cut = true;
+                self.cut = true;
             }
         }
     }
-    note_isolation_failure(&line, &isolation_failed);
-    if !line.is_empty() && budget.take(&server) {
-        emit_stderr_line(&server, &line, cut);
+
+    /// Emit what is left at the end of the stream.
+    fn finish(
+        &mut self,
+        scrub: &dyn Fn(&[u8], usize) -> Vec<u8>,
+        emit: &mut dyn FnMut(&[u8], bool),
+    ) {
+        if !self.line.is_empty() {
+            self.flush(scrub, emit);
+        }
     }
-    budget.flush(&server);
+
+    fn flush(
+        &mut self,
+        scrub: &dyn Fn(&[u8], usize) -> Vec<u8>,
+        emit: &mut dyn FnMut(&[u8], bool),
+    ) {
+        // The bytes past the cut are context only: a secret straddling the cut is replaced
+        // whole, and the overlap (which may end in the head of a secret) is never shown.
+        let clean = scrub(&self.line, MAX_STDERR_LINE);
+        emit(&clean, self.cut || self.line.len() > MAX_STDERR_LINE);
+        self.line.clear();
+        self.cut = false;
+    }
 }
 
 /// Note that the isolation step's failure line (see `isolate.rs`) went by.
@@ -663,4 +711,66 @@ fn emit_stderr_line(server: &str, line: &[u8], cut: bool) {
     let text = String::from_utf8_lossy(line);
     let text = text.trim_end_matches('\r');
     tracing::info!(target: "lastmile::child", server = %server, cut, "{text}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::{Redactor, leaked_form};
+    use secrecy::SecretString;
+
+    const SECRET: &str = "sk-stderr-7Hq2LmZ9xW4pR8tV1nB6";
+
+    fn lines(input: &[u8], chunk: usize) -> Vec<(Vec<u8>, bool)> {
+        let r = Redactor::new([("K".to_string(), SecretString::from(SECRET))]).unwrap();
+        let scrub = |bytes: &[u8], cut: usize| r.scrub_prefix(bytes, cut).0.into_owned();
+        let mut out = Vec::new();
+        let mut emit = |line: &[u8], cut: bool| out.push((line.to_vec(), cut));
+        let mut split = StderrLines::default();
+        for piece in input.chunks(chunk) {
+            split.push(piece, r.window(), &scrub, &mut emit);
+        }
+        split.finish(&scrub, &mut emit);
+        out
+    }
+
+    /// Issue #9: a secret straddling the 8 KiB cut and a read boundary was logged but for its
+    /// last bytes. Every encoding, at every offset around the cut.
+    #[test]
+    fn regression_9_a_secret_straddling_the_cut_and_a_read_is_redacted_whole() {
+        let u_escaped: String = SECRET
+            .chars()
+            .map(|c| format!("\\u{:04x}", c as u32))
+            .collect();
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(SECRET);
+        for form in [SECRET.to_string(), u_escaped, b64] {
+            for back in [1, 7, form.len() / 2, form.len() - 1] {
+                let mut line = vec![b'x'; MAX_STDERR_LINE - back];
+                line.extend_from_slice(form.as_bytes());
+                line.extend_from_slice(&[b'y'; 20_000]);
+                line.extend_from_slice(b"\nnext line\n");
+                // Reads of 4096 bytes end at the cut too; 1000-byte reads elsewhere.
+                for chunk in [4096, 1000] {
+                    let out = lines(&line, chunk);
+                    assert_eq!(out.len(), 2, "{back} {chunk}");
+                    let (first, cut) = &out[0];
+                    assert!(*cut);
+                    assert!(first.len() <= MAX_STDERR_LINE + 16, "{}", first.len());
+                    assert!(first.ends_with(b"[REDACTED:K]"), "{back} {chunk}");
+                    assert_eq!(leaked_form(SECRET, first), None);
+                    assert_eq!(out[1], (b"next line".to_vec(), false));
+                }
+            }
+        }
+    }
+
+    /// A secret that only begins in the overlap past the cut shows no byte of itself.
+    #[test]
+    fn the_overlap_past_the_cut_is_never_shown() {
+        let mut line = vec![b'x'; MAX_STDERR_LINE];
+        line.extend_from_slice(&SECRET.as_bytes()[..10]);
+        let out = lines(&line, 4096);
+        assert_eq!(out, vec![(vec![b'x'; MAX_STDERR_LINE], true)]);
+    }
 }

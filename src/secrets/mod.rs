@@ -42,6 +42,8 @@ pub use deliver::{CUSTOM_SECRETS_VAR, ChildSecrets, child_secrets};
 pub use error::SecretsError;
 pub use name::{Internal, NameProblem, Provider, SecretKey, SecretKind, SecretName};
 pub use random::{SIGNING_SECRET_BYTES, random_secret};
+#[cfg(test)]
+pub(crate) use redact::proptests::leaked_form;
 pub use redact::{Redactor, SharedRedactor};
 pub use scrub::{Withheld, scrub, scrub_text};
 pub use session::SessionRedactor;

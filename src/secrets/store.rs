@@ -12,8 +12,17 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{BackendKind, SecretKey, SecretsError};
 
-/// Values shorter than this many bytes are refused. A short value would make the redactor
-/// replace ordinary text everywhere, and skipping it would leak it; refusing is the safe choice.
+/// Values shorter than this many bytes are refused, by every path that stores a secret (they all
+/// go through [`SecretStore::set`]) and again when a value set by another tool is delivered. A
+/// short value would make the redactor replace ordinary text everywhere, and skipping it would
+/// leak it; refusing is the safe choice.
+///
+/// Why 8 also holds for the encoded forms: hex, base64 and percent-encoding make a value longer
+/// but carry no more of it, so what decides whether unrelated text can match is the raw length.
+/// The weakest pattern is the base64 middle of an 8-byte value, 8 characters that carry 6 bytes
+/// (48 bits) of it: a chance match is negligible. With 7 bytes or fewer some alignments would
+/// leave middles of 4 characters (3 bytes), which turn up in any long base64 blob, so the
+/// redactor gives such a value its raw form only.
 pub const MIN_VALUE_LEN: usize = 8;
 
 /// Name of the entry that lists the names stored under a profile's service. Lowercase and not
@@ -307,6 +316,11 @@ mod tests {
         assert!(!e.to_string().contains("1234567"));
         assert!(store.list().unwrap().is_empty());
         store.set(&key("MY_KEY"), &value("12345678")).unwrap();
+        // Internal entries (signing secret, token, audit key) pass the same check.
+        for internal in [Internal::SigningSecret, Internal::SessionToken] {
+            let e = store.set(&internal.into(), &value("short")).unwrap_err();
+            assert!(matches!(e, SecretsError::TooShort { min: 8, .. }), "{e:?}");
+        }
     }
 
     #[test]
