@@ -5,6 +5,7 @@ mod child;
 mod reaper;
 mod spawn;
 mod upstream;
+mod windows;
 
 pub use child::{
     CallOutcome, Catalog, Child, ChildContext, ChildEvent, EventSender, STOP_GRACE, StartError,
