@@ -495,3 +495,53 @@ async fn logs_go_to_a_json_file_with_child_stderr_tagged() {
     let v: serde_json::Value = serde_json::from_str(line).expect("JSON lines");
     assert_eq!(v["fields"]["server"], "alpha", "{line}");
 }
+
+/// Windows, the npx way: a bare `command` resolves through PATHEXT to a `.cmd` beside an
+/// extensionless shell script of the same name (as npm installs them), and the server runs
+/// through it; an argument `cmd.exe` cannot be given safely is refused by name.
+#[cfg(windows)]
+#[tokio::test]
+async fn a_batch_file_found_through_pathext_runs_and_unsafe_arguments_are_refused_by_name() {
+    let w = World::new();
+    let bin = w.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(
+        bin.join("fixturectl"),
+        "#!/bin/sh\nexec lastmile-fixture \"$@\"\n",
+    )
+    .unwrap();
+    let fixture = std::path::absolute(FIXTURE).unwrap();
+    std::fs::write(
+        bin.join("fixturectl.cmd"),
+        format!("@\"{}\" %*\r\n", fixture.display()),
+    )
+    .unwrap();
+    let all_tiers = "tiers = [\"admin\"]\n";
+    w.server_file(
+        "viabat",
+        &format!("command = \"fixturectl\"\nargs = [\"--name\", \"viabat\"]\n{all_tiers}"),
+    );
+    w.server_file(
+        "unsafe",
+        &format!("command = \"fixturectl\"\nargs = [\"--name\", \"line\\nbreak\"]\n{all_tiers}"),
+    );
+    let mut path = std::ffi::OsString::from(&bin);
+    path.push(";");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    let s = w
+        .serve_with(|cmd| {
+            cmd.env("PATH", path);
+        })
+        .await;
+    let names = s.tool_names().await;
+    assert_eq!(names.len(), FIXTURE_TOOLS, "{names:?}");
+    assert!(names.iter().all(|n| n.starts_with("viabat__")), "{names:?}");
+    let r = s
+        .call("viabat__echo", json!({ "text": "via cmd" }))
+        .await
+        .unwrap();
+    assert_eq!(text_of(&r), "via cmd");
+    let stderr = s.close().await;
+    assert!(stderr.contains("fixturectl.cmd"), "{stderr}");
+    assert!(stderr.contains("it is a batch file"), "{stderr}");
+}
