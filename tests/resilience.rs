@@ -23,6 +23,9 @@ async fn ten_slow_children_give_one_complete_list() {
 
 #[tokio::test]
 async fn a_child_that_misses_its_startup_timeout_joins_later_with_list_changed() {
+    if skipped_here("a_child_that_misses_its_startup_timeout_joins_later_with_list_changed") {
+        return;
+    }
     let w = World::new();
     let marker = w.path("late.marker");
     w.fixture("quick", &[], "");
