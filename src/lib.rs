@@ -22,3 +22,4 @@ pub mod identity;
 pub mod secrets;
 pub mod telemetry;
 pub mod util;
+pub mod wire;

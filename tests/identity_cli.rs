@@ -49,9 +49,10 @@ fn issue_without_a_signing_secret_fails_cleanly() {
         let mut args = vec!["token", "issue", "--sub", "alice", "--tier", "user"];
         args.extend_from_slice(extra);
         let out = lastmile(&args, b"");
+        // A missing signing secret has one code everywhere (serve says the same).
         assert_eq!(
             out.status.code(),
-            Some(exit_codes::SECRETS_UNAVAILABLE.into()),
+            Some(exit_codes::WEAK_SIGNING_SECRET.into()),
             "{}",
             text(&out.stderr)
         );
@@ -62,7 +63,7 @@ fn issue_without_a_signing_secret_fails_cleanly() {
         );
         let err = text(&out.stderr);
         assert!(
-            err.contains("error: cannot load the profile's signing secret"),
+            err.contains("error: the profile has no session-token signing secret"),
             "{err}"
         );
         assert!(err.contains("hint:"), "{err}");
@@ -102,7 +103,7 @@ fn issue_refuses_bad_flags() {
 #[test]
 fn inspect_refuses_empty_stdin() {
     let out = lastmile(&["token", "inspect"], b"  \n");
-    assert_eq!(out.status.code(), Some(exit_codes::FAILURE.into()));
+    assert_eq!(out.status.code(), Some(exit_codes::USAGE.into()));
     assert!(text(&out.stderr).contains("error: no token in stdin"));
 }
 
@@ -165,11 +166,11 @@ fn inspect_of_a_sound_token_needs_the_signing_secret() {
     let out = lastmile(&["token", "inspect"], &token);
     assert_eq!(
         out.status.code(),
-        Some(exit_codes::SECRETS_UNAVAILABLE.into())
+        Some(exit_codes::WEAK_SIGNING_SECRET.into())
     );
     assert!(text(&out.stdout).contains("  tier: \"user\""));
     assert!(!text(&out.stdout).contains("accepted"));
-    assert!(text(&out.stderr).contains("cannot load the profile's signing secret"));
+    assert!(text(&out.stderr).contains("has no session-token signing secret"));
 }
 
 #[test]

@@ -203,6 +203,10 @@ async fn tiers_scope_servers_at_load_time() {
             };
             let visible = names.iter().any(|n| n.starts_with(&format!("{name}__")));
             assert_eq!(visible, allowed, "tier {tier}, server {name}: {names:?}");
+            // The list may come from the catalog cache before the children are up.
+            if allowed {
+                eventually(Duration::from_secs(10), || pid.exists()).await;
+            }
             assert_eq!(
                 pid.exists(),
                 allowed,

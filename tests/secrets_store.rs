@@ -303,7 +303,7 @@ fn generate_signing_key_never_prints_it() {
     let out = env.secrets(&["generate-signing-key"], "");
     assert_eq!(
         out.status.code(),
-        Some(exit_codes::FAILURE as i32),
+        Some(exit_codes::CONFLICT as i32),
         "{out:?}"
     );
     assert!(text(&out.stderr).contains("--force"), "{out:?}");

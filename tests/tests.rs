@@ -5,10 +5,17 @@ mod util;
 mod audit_cli;
 mod audit_e2e;
 mod canary;
+mod first_turn;
 mod identity_cli;
 mod identity_e2e;
+mod import;
+#[cfg(target_os = "linux")]
+mod isolation;
 mod passthrough;
+mod promise;
 mod resilience;
 mod secrets_store;
 mod serve;
 mod servers_check;
+mod subscriptions;
+mod users;

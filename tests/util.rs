@@ -649,9 +649,15 @@ pub struct RawClient {
 
 impl RawClient {
     pub fn start(w: &World) -> Self {
+        Self::start_with(w, |_| {})
+    }
+
+    /// Start `lastmile serve` with a change to its command (a token in its environment, say).
+    pub fn start_with(w: &World, f: impl FnOnce(&mut tokio::process::Command)) -> Self {
         use tokio::io::AsyncBufReadExt;
-        let mut child = w
-            .command(&["serve"])
+        let mut cmd = w.command(&["serve"]);
+        f(&mut cmd);
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -692,6 +698,26 @@ impl RawClient {
             .await
             .ok()?
             .ok()?
+    }
+
+    /// Send request `id` and read lines until its answer; returns the answer and every line
+    /// read on the way (notifications and requests lastmile sent meanwhile), answer included.
+    pub async fn request(&mut self, id: u64, method: &str, params: Value) -> (Value, Vec<String>) {
+        let line =
+            serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        self.send_line(&line.to_string()).await;
+        let mut seen = Vec::new();
+        loop {
+            let line = self
+                .next_line()
+                .await
+                .unwrap_or_else(|| panic!("no answer to {method} (id {id}); saw {seen:?}"));
+            seen.push(line.clone());
+            let v: Value = serde_json::from_str(&line).expect("lastmile writes JSON lines");
+            if v.get("id") == Some(&serde_json::json!(id)) && v.get("method").is_none() {
+                return (v, seen);
+            }
+        }
     }
 
     /// Close stdin and wait for lastmile to exit.

@@ -16,10 +16,10 @@ use rmcp::transport::TokioChildProcess;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use super::error::CliError;
 use super::output::sanitize_for_terminal;
 use super::{GlobalArgs, Printer};
 use crate::config::{Profile, Tier};
-use crate::exit_codes;
 use crate::identity::{IssueRequest, TokenIssuer};
 use crate::secrets::{
     BackendRequest, Internal, SIGNING_SECRET_BYTES, SecretKey, SecretName, SecretsError,
@@ -34,30 +34,18 @@ pub(crate) struct DemoArgs {
     dir: Option<PathBuf>,
 }
 
-pub(crate) fn run(global: &GlobalArgs, args: DemoArgs) -> u8 {
+pub(crate) fn run(global: &GlobalArgs, args: DemoArgs) -> Result<(), CliError> {
     crate::telemetry::init_cli();
     let dir = args
         .dir
         .or_else(|| global.config_dir.clone())
         .unwrap_or_else(|| PathBuf::from("."));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            Printer.err(format!("error: cannot start the async runtime: {e}"));
-            return exit_codes::FAILURE;
-        }
-    };
-    match runtime.block_on(demo(global, dir)) {
-        Ok(()) => exit_codes::OK,
-        Err(e) => {
-            Printer.err(format!("error: {e}"));
-            exit_codes::FAILURE
-        }
-    }
+        .map_err(|e| CliError::Other(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(demo(global, dir)).map_err(CliError::Other)
 }
 
 /// The demo's own profile: its keyring namespace never touches the user's real profiles.

@@ -5,57 +5,18 @@
 //! Every function here blocks (a keyring call may be a D-Bus round trip): call them before the
 //! runtime starts, or inside `spawn_blocking`.
 
-#![allow(dead_code)] // wired up as the subcommands land
-
 use secrecy::SecretString;
 
 use super::GlobalArgs;
-use crate::config::{Profile, ProfileError};
-use crate::exit_codes;
-use crate::secrets::{
-    BackendRequest, Internal, OpenedStore, SecretKey, SecretsError, open_store, random_secret,
-};
+use super::error::CliError;
+use crate::config::Profile;
+use crate::secrets::{BackendRequest, Internal, OpenedStore, SecretKey, open_store, random_secret};
 
 /// Bytes of randomness in a generated audit-chain key.
 const AUDIT_KEY_BYTES: usize = 32;
 
-/// Why a secret the CLI needs could not be had.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum GlueError {
-    /// The secret store is not wired in yet.
-    #[error("the secret store is not available in this build")]
-    NotWired,
-    /// The profile could not be located.
-    #[error(transparent)]
-    Profile(#[from] ProfileError),
-    /// The store failed (locked, unavailable, bad input).
-    #[error(transparent)]
-    Secrets(#[from] SecretsError),
-    /// The profile has no signing secret yet.
-    #[error(
-        "the profile has no session-token signing secret (keyring service `{service}`)\nhint: run `lastmile secrets generate-signing-key`"
-    )]
-    NoSigningSecret {
-        /// The profile's keyring service.
-        service: String,
-    },
-}
-
-impl GlueError {
-    /// The exit code this failure maps to.
-    pub(crate) fn exit_code(&self) -> u8 {
-        match self {
-            GlueError::NotWired => exit_codes::FAILURE,
-            GlueError::Profile(_) => exit_codes::CONFIG_INVALID,
-            GlueError::Secrets(e) if e.is_bad_input() => exit_codes::USAGE,
-            GlueError::Secrets(_) => exit_codes::SECRETS_UNAVAILABLE,
-            GlueError::NoSigningSecret { .. } => exit_codes::WEAK_SIGNING_SECRET,
-        }
-    }
-}
-
 /// Locate the profile and open its store with the backend the flags ask for.
-pub(crate) fn open_profile_store(global: &GlobalArgs) -> Result<(Profile, OpenedStore), GlueError> {
+pub(crate) fn open_profile_store(global: &GlobalArgs) -> Result<(Profile, OpenedStore), CliError> {
     let profile = Profile::locate(&global.profile, global.config_dir.clone())?;
     let request: BackendRequest = global.secrets_backend.parse()?;
     let opened = open_store(request, &profile.keyring_service())?;
@@ -63,33 +24,27 @@ pub(crate) fn open_profile_store(global: &GlobalArgs) -> Result<(Profile, Opened
 }
 
 /// The profile's session-token signing secret.
-pub(crate) fn signing_secret(global: &GlobalArgs) -> Result<SecretString, GlueError> {
+pub(crate) fn signing_secret(global: &GlobalArgs) -> Result<SecretString, CliError> {
     let (_, opened) = open_profile_store(global)?;
     match opened.store.get(&Internal::SigningSecret.into())? {
         Some(secret) => Ok(secret),
-        None => Err(GlueError::NoSigningSecret {
+        None => Err(CliError::NoSigningSecret {
             service: opened.store.service().to_string(),
         }),
     }
-}
-
-/// The session token saved for `serve` to find (`token issue --save`), if any.
-pub(crate) fn saved_session_token(global: &GlobalArgs) -> Result<Option<SecretString>, GlueError> {
-    let (_, opened) = open_profile_store(global)?;
-    Ok(opened.store.get(&Internal::SessionToken.into())?)
 }
 
 /// Save a session token for `serve` to find.
 pub(crate) fn save_session_token(
     global: &GlobalArgs,
     token: &SecretString,
-) -> Result<(), GlueError> {
+) -> Result<(), CliError> {
     let (_, opened) = open_profile_store(global)?;
     Ok(opened.store.set(&Internal::SessionToken.into(), token)?)
 }
 
 /// The profile's audit-chain key, created on first use.
-pub(crate) fn audit_key(global: &GlobalArgs) -> Result<SecretString, GlueError> {
+pub(crate) fn audit_key(global: &GlobalArgs) -> Result<SecretString, CliError> {
     let (_, opened) = open_profile_store(global)?;
     let key = SecretKey::Internal(Internal::AuditKey);
     if let Some(existing) = opened.store.get(&key)? {
@@ -116,9 +71,9 @@ mod tests {
     fn missing_signing_secret_is_named() {
         // The memory backend starts empty in every call.
         let e = signing_secret(&memory_args()).unwrap_err();
-        assert!(matches!(e, GlueError::NoSigningSecret { .. }), "{e:?}");
-        assert_eq!(e.exit_code(), exit_codes::WEAK_SIGNING_SECRET);
-        assert!(e.to_string().contains("generate-signing-key"));
+        assert!(matches!(e, CliError::NoSigningSecret { .. }), "{e:?}");
+        assert_eq!(e.exit_code(), crate::exit_codes::WEAK_SIGNING_SECRET);
+        assert!(e.to_string().contains("lastmile init"));
     }
 
     #[test]
@@ -132,7 +87,7 @@ mod tests {
     fn unknown_backend_is_usage() {
         let mut args = memory_args();
         args.secrets_backend = "vault".into();
-        let e = saved_session_token(&args).unwrap_err();
-        assert_eq!(e.exit_code(), exit_codes::USAGE);
+        let e = signing_secret(&args).unwrap_err();
+        assert_eq!(e.exit_code(), crate::exit_codes::USAGE);
     }
 }

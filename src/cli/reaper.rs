@@ -12,6 +12,8 @@ use std::io::BufRead;
 
 /// Read registrations until EOF, then kill what is left. Returns the exit code.
 pub fn run() -> u8 {
+    // It holds no secret, but it can SIGKILL every child's group: keep other processes out.
+    crate::downstream::isolate::make_non_dumpable();
     let mut groups = BTreeSet::new();
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };

@@ -8,14 +8,13 @@ use clap::Subcommand;
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
-use super::glue::{GlueError, open_profile_store};
+use super::error::CliError;
+use super::glue::open_profile_store;
 use super::output::sanitize_for_terminal;
 use super::{GlobalArgs, Printer};
 use crate::config::{Profile, load_servers_dir};
-use crate::exit_codes;
 use crate::secrets::{
-    Internal, OpenedStore, SIGNING_SECRET_BYTES, SecretKey, SecretKind, SecretName, SecretsError,
-    random_secret,
+    Internal, OpenedStore, SIGNING_SECRET_BYTES, SecretKey, SecretKind, SecretName, random_secret,
 };
 
 /// The longest value `secrets set` accepts (keyutils caps a key at 32 KiB, Windows at 2.5 KiB).
@@ -25,97 +24,55 @@ const MAX_VALUE_LEN: usize = 16 * 1024;
 pub(crate) enum SecretsCommand {
     /// Store a secret. The value is read from a hidden prompt on a terminal, or from stdin
     /// (one trailing newline is dropped); never from the command line.
+    #[command(
+        after_help = "Examples:\n  lastmile secrets set GITHUB_TOKEN\n  printf %s \"$KEY\" | lastmile secrets set MY_API_KEY"
+    )]
     Set {
         /// The secret's name: ^[A-Z][A-Z0-9_]{0,63}$, e.g. GITHUB_TOKEN or MY_API_KEY.
         name: String,
     },
     /// List the stored secrets' names and kinds and the servers that use each; never values.
+    #[command(after_help = "Examples:\n  lastmile secrets list")]
     List,
     /// Remove a secret (a name from `secrets list`).
+    #[command(after_help = "Examples:\n  lastmile secrets rm OLD_API_KEY")]
     Rm {
         /// The secret's name.
         name: String,
     },
     /// Store a fresh 64-byte random session-token signing secret.
+    #[command(
+        after_help = "Examples:\n  lastmile secrets generate-signing-key\n  lastmile secrets generate-signing-key --force"
+    )]
     GenerateSigningKey {
         /// Replace an existing signing secret (every token signed with it stops verifying).
         #[arg(long)]
         force: bool,
     },
     /// Show which backend is active and why, and the profile's keyring service.
+    #[command(
+        after_help = "Examples:\n  lastmile secrets status\n  lastmile --secrets-backend keyutils secrets status"
+    )]
     Status,
 }
 
-/// Why a `secrets` command failed.
-#[derive(Debug, thiserror::Error)]
-enum CmdError {
-    #[error(transparent)]
-    Glue(#[from] GlueError),
-    #[error(transparent)]
-    Secrets(#[from] SecretsError),
-    #[error(
-        "cannot read the value from stdin: {0}\nhint: pipe the value in, or run on a terminal to be prompted"
-    )]
-    Read(std::io::Error),
-    #[error(
-        "the value is not UTF-8 text\nhint: secrets are text; encode binary values (e.g. base64) first"
-    )]
-    NotText,
-    #[error(
-        "the value is longer than {MAX_VALUE_LEN} bytes\nhint: keyrings hold short secrets; store a path or a key instead"
-    )]
-    TooLong,
-    #[error(
-        "the profile already has a signing secret (service `{service}`)\nhint: pass --force to replace it; every token signed with the old one stops verifying"
-    )]
-    SigningSecretExists { service: String },
-    #[error(
-        "`{name}` is not stored (service `{service}`)\nhint: `lastmile secrets list` shows the names that are"
-    )]
-    NotStored { name: String, service: String },
-}
-
-impl CmdError {
-    fn exit_code(&self) -> u8 {
-        match self {
-            CmdError::Glue(e) => e.exit_code(),
-            CmdError::Secrets(e) if e.is_bad_input() => exit_codes::USAGE,
-            CmdError::Secrets(_) => exit_codes::SECRETS_UNAVAILABLE,
-            CmdError::Read(_) => exit_codes::FAILURE,
-            CmdError::NotText | CmdError::TooLong => exit_codes::USAGE,
-            CmdError::NotStored { .. } => exit_codes::SECRETS_UNAVAILABLE,
-            CmdError::SigningSecretExists { .. } => exit_codes::FAILURE,
-        }
-    }
-}
-
-pub(crate) fn run(global: &GlobalArgs, cmd: SecretsCommand) -> u8 {
+pub(crate) fn run(global: &GlobalArgs, cmd: SecretsCommand) -> Result<(), CliError> {
     crate::telemetry::init_cli();
     let p = Printer;
-    let result = match cmd {
+    if let SecretsCommand::Status = cmd {
+        return status(&p, global);
+    }
+    let (profile, opened) = open_profile_store(global)?;
+    match cmd {
+        SecretsCommand::Set { name } => set(&p, &opened, &name),
+        SecretsCommand::List => list(&p, &profile, &opened),
+        SecretsCommand::Rm { name } => rm(&p, &opened, &name),
+        SecretsCommand::GenerateSigningKey { force } => generate_signing_key(&p, &opened, force),
         SecretsCommand::Status => status(&p, global),
-        cmd => open_profile_store(global)
-            .map_err(CmdError::from)
-            .and_then(|(profile, opened)| match cmd {
-                SecretsCommand::Set { name } => set(&p, &opened, &name),
-                SecretsCommand::List => list(&p, &profile, &opened),
-                SecretsCommand::Rm { name } => rm(&p, &opened, &name),
-                SecretsCommand::GenerateSigningKey { force } => {
-                    generate_signing_key(&p, &opened, force)
-                }
-                SecretsCommand::Status => status(&p, global),
-            }),
-    };
-    match result {
-        Ok(()) => exit_codes::OK,
-        Err(e) => {
-            p.err(format!("error: {}", sanitize_for_terminal(&e.to_string())));
-            e.exit_code()
-        }
     }
 }
 
-fn set(p: &Printer, opened: &OpenedStore, name: &str) -> Result<(), CmdError> {
+fn set(p: &Printer, opened: &OpenedStore, name: &str) -> Result<(), CliError> {
     let name = SecretName::parse(name)?;
     let value = read_value(&name)?;
     opened.store.set(&SecretKey::Named(name.clone()), &value)?;
@@ -129,12 +86,12 @@ fn set(p: &Printer, opened: &OpenedStore, name: &str) -> Result<(), CmdError> {
 }
 
 /// The value: a hidden prompt on a terminal, else all of stdin minus one trailing newline.
-fn read_value(name: &SecretName) -> Result<SecretString, CmdError> {
+fn read_value(name: &SecretName) -> Result<SecretString, CliError> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         let typed = Zeroizing::new(
             rpassword::prompt_password(format!("value for {name} (input hidden): "))
-                .map_err(CmdError::Read)?,
+                .map_err(read_error)?,
         );
         return Ok(SecretString::from(typed.as_str()));
     }
@@ -144,7 +101,7 @@ fn read_value(name: &SecretName) -> Result<SecretString, CmdError> {
         .lock()
         .take(MAX_VALUE_LEN as u64 + 2)
         .read_to_end(&mut buf)
-        .map_err(CmdError::Read)?;
+        .map_err(read_error)?;
     if buf.last() == Some(&b'\n') {
         buf.pop();
         if buf.last() == Some(&b'\r') {
@@ -152,13 +109,21 @@ fn read_value(name: &SecretName) -> Result<SecretString, CmdError> {
         }
     }
     if buf.len() > MAX_VALUE_LEN {
-        return Err(CmdError::TooLong);
+        return Err(CliError::usage(
+            format!("the value is longer than {MAX_VALUE_LEN} bytes"),
+            "keyrings hold short secrets; store a path or a key instead",
+        ));
     }
-    let text = std::str::from_utf8(&buf).map_err(|_| CmdError::NotText)?;
+    let text = std::str::from_utf8(&buf).map_err(|_| {
+        CliError::usage(
+            "the value is not UTF-8 text",
+            "secrets are text; encode binary values (e.g. base64) first",
+        )
+    })?;
     Ok(SecretString::from(text))
 }
 
-fn list(p: &Printer, profile: &Profile, opened: &OpenedStore) -> Result<(), CmdError> {
+fn list(p: &Printer, profile: &Profile, opened: &OpenedStore) -> Result<(), CliError> {
     let keys = opened.store.list()?;
     // Which servers name each secret.
     let mut used_by: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -208,10 +173,10 @@ fn list(p: &Printer, profile: &Profile, opened: &OpenedStore) -> Result<(), CmdE
     Ok(())
 }
 
-fn rm(p: &Printer, opened: &OpenedStore, name: &str) -> Result<(), CmdError> {
+fn rm(p: &Printer, opened: &OpenedStore, name: &str) -> Result<(), CliError> {
     let key = SecretKey::from_entry_name(name)?;
     if !opened.store.delete(&key)? {
-        return Err(CmdError::NotStored {
+        return Err(CliError::SecretNotStored {
             name: key.entry_name().to_string(),
             service: opened.store.service().to_string(),
         });
@@ -224,13 +189,17 @@ fn rm(p: &Printer, opened: &OpenedStore, name: &str) -> Result<(), CmdError> {
     Ok(())
 }
 
-fn generate_signing_key(p: &Printer, opened: &OpenedStore, force: bool) -> Result<(), CmdError> {
+fn generate_signing_key(p: &Printer, opened: &OpenedStore, force: bool) -> Result<(), CliError> {
     let key = SecretKey::Internal(Internal::SigningSecret);
     let existed = opened.store.get(&key)?.is_some();
     if existed && !force {
-        return Err(CmdError::SigningSecretExists {
-            service: opened.store.service().to_string(),
-        });
+        return Err(CliError::conflict(
+            format!(
+                "the profile already has a signing secret (service `{}`)",
+                opened.store.service()
+            ),
+            "pass --force to replace it; every token signed with the old one stops verifying",
+        ));
     }
     let secret = random_secret(SIGNING_SECRET_BYTES)?;
     opened.store.set(&key, &secret)?;
@@ -248,7 +217,7 @@ fn generate_signing_key(p: &Printer, opened: &OpenedStore, force: bool) -> Resul
     Ok(())
 }
 
-fn status(p: &Printer, global: &GlobalArgs) -> Result<(), CmdError> {
+fn status(p: &Printer, global: &GlobalArgs) -> Result<(), CliError> {
     let (profile, opened) = open_profile_store(global)?;
     p.out(format!("profile: {}", profile.name));
     p.out(format!("service: {}", opened.store.service()));
@@ -265,4 +234,9 @@ fn status(p: &Printer, global: &GlobalArgs) -> Result<(), CmdError> {
     let keys = opened.store.list()?;
     p.out(format!("entries: {}", keys.len()));
     Ok(())
+}
+
+/// stdin could not be read.
+fn read_error(e: std::io::Error) -> CliError {
+    CliError::io("read the value from", "stdin", e)
 }

@@ -16,16 +16,16 @@ use crate::audit::{
     AuditKey, AuditSink, AuditWriter, SessionEvent, SessionRecord, Transport, db_path, now_ms,
 };
 use crate::config::{AuthMode, Profile, ProfileConfig, Server, load_servers_dir};
-use crate::downstream::{ChildEnv, ReaperLink};
+use crate::downstream::{CatalogCache, ChildEnv, ReaperLink};
 use crate::exit_codes;
-use crate::gateway::{EnvBuilder, Face, Gate, Hub};
+use crate::gateway::{ClientSession, EnvBuilder, Face, Gate, Guarded, Hub};
 use crate::identity::{
-    AuthSetupError, Authenticator, Session, SessionRateLimiter, TokenSources,
+    AuthSetupError, Authenticator, Session, SessionRateLimits, TokenSources,
     disabled_auth_allowed_by_env,
 };
 use crate::secrets::{
     BackendRequest, CUSTOM_SECRETS_VAR, ChildSecrets, Internal, SecretKey, SecretStore,
-    SharedRedactor, child_secrets, open_store, random_secret,
+    child_secrets, open_store, random_secret,
 };
 
 #[derive(Debug, Args)]
@@ -37,6 +37,8 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn run(global: &GlobalArgs, args: ServeArgs) -> u8 {
+    // First: no process of the user may ptrace us or read our environment, memory or fds.
+    crate::downstream::isolate::make_non_dumpable();
     let profile = match Profile::locate(&global.profile, global.config_dir.clone()) {
         Ok(p) => p,
         Err(e) => {
@@ -104,7 +106,7 @@ pub(crate) fn run(global: &GlobalArgs, args: ServeArgs) -> u8 {
             Ok(session) => session,
             Err(refusal) => {
                 // Required mode: the reason reaches the user, nothing downstream starts.
-                let reason = format!("session refused: {refusal}\nhint: {}", refusal.hint());
+                let reason = format!("session refused: {refusal}\n{}", refusal.hint());
                 tracing::error!("{reason}");
                 record_session(&sink, None, SessionEvent::Refused, Some(refusal.to_string()), mode).await;
                 refuse_session(reason, refusal.code()).await;
@@ -124,7 +126,7 @@ pub(crate) fn run(global: &GlobalArgs, args: ServeArgs) -> u8 {
         // Tiers scope servers at load time: the others are never spawned.
         let tier = session.tier();
         let servers: Vec<Server> = loaded.servers.into_iter().filter(|s| s.allows(tier)).collect();
-        let limiter = match SessionRateLimiter::new(&config.rate_limit, session.rate_limit_tier()) {
+        let limits = match SessionRateLimits::new(&config.rate_limit, session.rate_limit_tier()) {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!("{e}");
@@ -138,15 +140,17 @@ pub(crate) fn run(global: &GlobalArgs, args: ServeArgs) -> u8 {
                 None
             }
         };
-        // Every secret handed to any child is known to the redactor, and every log event passes it.
-        let redactor = Arc::new(SharedRedactor::default());
-        crate::telemetry::set_scrubber(redactor.clone());
-        let env_builder = secrets_env_builder(store, Arc::clone(&redactor));
-        let hub = Hub::new(servers, config.defaults.clone(), reaper, env_builder, redactor);
-        let gate = Arc::new(Gate::new(session, limiter, sink.clone(), Transport::Stdio));
-        let code = serve_stdio(Face::new(Arc::clone(&hub), Arc::clone(&gate))).await;
+        // The session owns its gate and its redactor. The redactor learns every secret any of
+        // its servers will receive before the first child starts; every log event passes it.
+        let client = ClientSession::new(Gate::new(session, limits, sink.clone(), Transport::Stdio));
+        crate::telemetry::set_scrubber(client.redactor().clone());
+        learn_every_secret(&client, store.clone(), &servers).await;
+        let env_builder = secrets_env_builder(store, Arc::clone(&client));
+        let cache = CatalogCache::new(profile.data_dir.join("catalogs"));
+        let hub = Hub::new(servers, config.defaults.clone(), reaper, env_builder, client.clone(), Some(cache));
+        let code = serve_stdio(Guarded::new(Face::new(Arc::clone(&hub), Arc::clone(&client)))).await;
         hub.stop_all().await;
-        record_session(&sink, Some(&gate.session), SessionEvent::Ended, Some("the client closed the session or lastmile was stopped".into()), mode).await;
+        record_session(&sink, Some(&client.gate().session), SessionEvent::Ended, Some("the client closed the session or lastmile was stopped".into()), mode).await;
         if let Some(sink) = &sink
             && let Err(e) = sink.flush().await
         {
@@ -325,7 +329,7 @@ fn open_secret_store(global: &GlobalArgs, profile: &Profile) -> Option<Arc<dyn S
 /// each start, so a changed secret reaches the next start) and the custom-secrets allowlist.
 fn secrets_env_builder(
     store: Option<Arc<dyn SecretStore>>,
-    redactor: Arc<SharedRedactor>,
+    session: Arc<ClientSession>,
 ) -> EnvBuilder {
     Arc::new(move |server: &Server| {
         let mut env = ChildEnv::for_server(server);
@@ -337,8 +341,9 @@ fn secrets_env_builder(
             })?;
             child_secrets(store.as_ref(), &server.def.secrets).map_err(|e| e.to_string())?
         };
-        // The redactor learns a value before any child can echo it back.
-        redactor.add(delivered.redact).map_err(|e| e.to_string())?;
+        // The redactor learns a value (a rotated one too, keeping the old) before the child
+        // that receives it can echo it back.
+        session.learn(delivered.redact).map_err(|e| e.to_string())?;
         for (name, value) in delivered.env {
             env.add_secret(name, value);
         }
@@ -347,8 +352,45 @@ fn secrets_env_builder(
     })
 }
 
+/// Teach the session's redactor every secret any of `servers` will receive, before any child
+/// starts: a child's output is then scrubbed of every sibling's secret too, whatever order
+/// they start in. A server whose secrets cannot be read is skipped here; it will not start.
+async fn learn_every_secret(
+    session: &Arc<ClientSession>,
+    store: Option<Arc<dyn SecretStore>>,
+    servers: &[Server],
+) {
+    let Some(store) = store else { return };
+    let refs: Vec<(String, Vec<crate::config::SecretRef>)> = servers
+        .iter()
+        .filter(|s| !s.def.secrets.is_empty() && !s.def.disabled)
+        .map(|s| (s.name.clone(), s.def.secrets.clone()))
+        .collect();
+    if refs.is_empty() {
+        return;
+    }
+    let session = Arc::clone(session);
+    // Keyring reads may be D-Bus round trips: off the async workers.
+    let learned = tokio::task::spawn_blocking(move || {
+        for (server, refs) in refs {
+            match child_secrets(store.as_ref(), &refs) {
+                Ok(delivered) => {
+                    if let Err(e) = session.learn(delivered.redact) {
+                        tracing::error!(server = %server, "the redactor could not learn its secrets: {e}");
+                    }
+                }
+                Err(e) => tracing::debug!(server = %server, "secrets not readable yet: {e}"),
+            }
+        }
+    })
+    .await;
+    if let Err(e) = learned {
+        tracing::error!("learning the session's secrets failed: {e}");
+    }
+}
+
 /// Serve until stdin closes or a SIGINT/SIGTERM arrives.
-async fn serve_stdio(face: Face) -> u8 {
+async fn serve_stdio(face: Guarded) -> u8 {
     let service = match face.serve(rmcp::transport::stdio_pipes()).await {
         Ok(s) => s,
         Err(e) => {

@@ -7,12 +7,12 @@ use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
+use super::error::CliError;
 use super::output::sanitize_for_terminal;
 use super::{GlobalArgs, Printer, glue};
 use crate::config::{AuthSection, DurationSpec, Profile, Tier};
-use crate::exit_codes;
 use crate::identity::{
     IssueRequest, MAX_TOKEN_BYTES, TokenIssuer, UnixTime, Verifier, inspect_unverified, now_unix,
 };
@@ -21,8 +21,14 @@ use crate::identity::{
 pub(crate) enum TokenCommand {
     /// Mint a session token signed with the profile's signing secret; print it, or save it for
     /// `lastmile serve` with --save.
+    #[command(
+        after_help = "Examples:\n  lastmile token issue --sub alice --tier user --ttl 8h --save\n  lastmile token issue --sub ci --tier service --ttl 30m > ci.token"
+    )]
     Issue(IssueArgs),
     /// Verify a token from FILE (or stdin): show its claims and, if it would be refused, why.
+    #[command(
+        after_help = "Examples:\n  lastmile token inspect ci.token\n  lastmile token issue --sub bob --tier user | lastmile token inspect"
+    )]
     Inspect(InspectArgs),
 }
 
@@ -60,44 +66,25 @@ pub(crate) struct InspectArgs {
     file: Option<PathBuf>,
 }
 
-pub(crate) fn run(global: &GlobalArgs, cmd: TokenCommand) -> u8 {
+pub(crate) fn run(global: &GlobalArgs, cmd: TokenCommand) -> Result<(), CliError> {
     crate::telemetry::init_cli();
     let p = Printer;
-    let result = match cmd {
+    match cmd {
         TokenCommand::Issue(args) => issue(global, args, &p),
         TokenCommand::Inspect(args) => inspect(global, args, &p),
-    };
-    result.unwrap_or_else(|code| code)
+    }
 }
 
-/// The profile's `[auth]`, or the exit code after saying why not.
-fn auth_section(global: &GlobalArgs, p: &Printer) -> Result<AuthSection, u8> {
-    Profile::locate(&global.profile, global.config_dir.clone())
-        .and_then(|profile| profile.load_config())
-        .map(|config| config.auth)
-        .map_err(|e| {
-            p.err(format!("error: {e}"));
-            exit_codes::CONFIG_INVALID
-        })
+/// The profile's `[auth]`.
+fn auth_section(global: &GlobalArgs) -> Result<AuthSection, CliError> {
+    let profile = Profile::locate(&global.profile, global.config_dir.clone())?;
+    Ok(profile.load_config()?.auth)
 }
 
-/// The profile's signing secret, or the exit code after saying why not.
-fn signing_secret(global: &GlobalArgs, p: &Printer) -> Result<SecretString, u8> {
-    glue::signing_secret(global).map_err(|e| {
-        p.err(format!(
-            "error: cannot load the profile's signing secret: {e}\nhint: the signing secret lives in the profile's keyring; see `lastmile secrets --help`"
-        ));
-        exit_codes::SECRETS_UNAVAILABLE
-    })
-}
-
-fn issue(global: &GlobalArgs, args: IssueArgs, p: &Printer) -> Result<u8, u8> {
-    let auth = auth_section(global, p)?;
-    let secret = signing_secret(global, p)?;
-    let issuer = TokenIssuer::new(&auth, &secret).map_err(|e| {
-        p.err(format!("error: {e}"));
-        exit_codes::WEAK_SIGNING_SECRET
-    })?;
+fn issue(global: &GlobalArgs, args: IssueArgs, p: &Printer) -> Result<(), CliError> {
+    let auth = auth_section(global)?;
+    let secret = glue::signing_secret(global)?;
+    let issuer = TokenIssuer::new(&auth, &secret)?;
     let request = IssueRequest {
         subject: args.sub,
         tier: args.tier,
@@ -107,10 +94,7 @@ fn issue(global: &GlobalArgs, args: IssueArgs, p: &Printer) -> Result<u8, u8> {
         user_type: args.user_type,
         rate_limit_tier: args.rate_limit_tier,
     };
-    let issued = issuer.issue(&request).map_err(|e| {
-        p.err(format!("error: {e}"));
-        exit_codes::FAILURE
-    })?;
+    let issued = issuer.issue(&request)?;
     let c = &issued.claims;
     if issued.ttl_capped {
         p.err(format!(
@@ -127,12 +111,7 @@ fn issue(global: &GlobalArgs, args: IssueArgs, p: &Printer) -> Result<u8, u8> {
         UnixTime(c.exp)
     );
     if args.save {
-        glue::save_session_token(global, &issued.token).map_err(|e| {
-            p.err(format!(
-                "error: cannot save the token in the profile's keyring: {e}\nhint: without --save the token is printed; pass it to `lastmile serve` with --token-file or LASTMILE_TOKEN"
-            ));
-            exit_codes::SECRETS_UNAVAILABLE
-        })?;
+        glue::save_session_token(global, &issued.token)?;
         p.err(format!(
             "saved a token for {summary}; `lastmile serve` will use it"
         ));
@@ -140,11 +119,11 @@ fn issue(global: &GlobalArgs, args: IssueArgs, p: &Printer) -> Result<u8, u8> {
         p.out(issued.token.expose_secret());
         p.err(format!("issued a token for {summary}"));
     }
-    Ok(exit_codes::OK)
+    Ok(())
 }
 
 /// Read the token to inspect: a bounded read of FILE or stdin, whitespace trimmed.
-fn read_token(file: Option<&PathBuf>, p: &Printer) -> Result<Vec<u8>, u8> {
+fn read_token(file: Option<&PathBuf>) -> Result<Vec<u8>, CliError> {
     let limit = MAX_TOKEN_BYTES as u64 + 1024;
     let mut bytes = Vec::new();
     let (what, result) = match file.filter(|f| f.as_os_str() != "-") {
@@ -155,8 +134,10 @@ fn read_token(file: Option<&PathBuf>, p: &Printer) -> Result<Vec<u8>, u8> {
         None => {
             let stdin = std::io::stdin();
             if stdin.is_terminal() {
-                p.err("error: no token given\nhint: pass a FILE holding the token, or pipe it on stdin");
-                return Err(exit_codes::USAGE);
+                return Err(CliError::usage(
+                    "no token given",
+                    "pass a FILE holding the token, or pipe it on stdin",
+                ));
             }
             (
                 "stdin".to_string(),
@@ -165,8 +146,7 @@ fn read_token(file: Option<&PathBuf>, p: &Printer) -> Result<Vec<u8>, u8> {
         }
     };
     if let Err(e) = result {
-        p.err(format!("error: cannot read {what}: {e}"));
-        return Err(exit_codes::FAILURE);
+        return Err(CliError::io("read", what, e));
     }
     let start = bytes
         .iter()
@@ -177,10 +157,10 @@ fn read_token(file: Option<&PathBuf>, p: &Printer) -> Result<Vec<u8>, u8> {
         .rposition(|b| !b.is_ascii_whitespace())
         .map_or(start, |i| i + 1);
     if start >= end {
-        p.err(format!(
-            "error: no token in {what}\nhint: pass a FILE holding the token, or pipe it on stdin"
+        return Err(CliError::usage(
+            format!("no token in {what}"),
+            "pass a FILE holding the token, or pipe it on stdin",
         ));
-        return Err(exit_codes::FAILURE);
     }
     Ok(bytes[start..end].to_vec())
 }
@@ -190,8 +170,8 @@ fn show(value: &serde_json::Value) -> String {
     sanitize_for_terminal(&value.to_string())
 }
 
-fn inspect(global: &GlobalArgs, args: InspectArgs, p: &Printer) -> Result<u8, u8> {
-    let token = read_token(args.file.as_ref(), p)?;
+fn inspect(global: &GlobalArgs, args: InspectArgs, p: &Printer) -> Result<(), CliError> {
+    let token = read_token(args.file.as_ref())?;
     let unverified = inspect_unverified(&token);
     if let Some(header) = &unverified.header {
         p.out(format!("header: {}", show(header)));
@@ -212,14 +192,13 @@ fn inspect(global: &GlobalArgs, args: InspectArgs, p: &Printer) -> Result<u8, u8
     }
     if let Some(problem) = unverified.problem {
         p.out(format!("refused: {problem}"));
-        return Ok(exit_codes::AUTH_REFUSED);
+        return Err(CliError::TokenRefused {
+            reason: problem.to_string(),
+        });
     }
-    let auth = auth_section(global, p)?;
-    let secret = signing_secret(global, p)?;
-    let verifier = Verifier::new(&auth, &secret).map_err(|e| {
-        p.err(format!("error: {e}"));
-        exit_codes::WEAK_SIGNING_SECRET
-    })?;
+    let auth = auth_section(global)?;
+    let secret = glue::signing_secret(global)?;
+    let verifier = Verifier::new(&auth, &secret)?;
     match verifier.verify_at(&token, now_unix()) {
         Ok(claims) => {
             p.out(format!(
@@ -229,11 +208,13 @@ fn inspect(global: &GlobalArgs, args: InspectArgs, p: &Printer) -> Result<u8, u8
                 sanitize_for_terminal(&claims.session_id),
                 UnixTime(claims.exp)
             ));
-            Ok(exit_codes::OK)
+            Ok(())
         }
         Err(rejection) => {
             p.out(format!("refused: {rejection}"));
-            Ok(exit_codes::AUTH_REFUSED)
+            Err(CliError::TokenRefused {
+                reason: rejection.to_string(),
+            })
         }
     }
 }

@@ -121,7 +121,7 @@ pub struct ProfileConfig {
     /// Session tokens.
     #[serde(default)]
     pub auth: AuthSection,
-    /// Per-session rate limits on tool calls.
+    /// Per-session rate limits: calls, reads and tasks.
     #[serde(default)]
     pub rate_limit: RateLimitSection,
     /// The audit log.
@@ -287,7 +287,11 @@ impl Default for AuthSection {
     }
 }
 
-/// `[rate_limit]`: tool calls per minute per session = base × the tier's multiplier.
+/// `[rate_limit]`: requests per minute per session = a bucket's base × the tier's multiplier.
+///
+/// Three buckets, so that one kind of traffic cannot starve another: `calls` (tools/call),
+/// `reads` (resources/read, prompts/get, completion, the list requests, subscriptions, logging
+/// level) and `tasks` (polling and steering tasks).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitSection {
@@ -295,6 +299,15 @@ pub struct RateLimitSection {
     #[serde(default = "RateLimitSection::default_base")]
     #[schemars(range(min = 1))]
     pub base_per_minute: u32,
+    /// Reads (resources, prompts, completions, lists, subscriptions) per minute for a multiplier
+    /// of 1.
+    #[serde(default = "RateLimitSection::default_reads")]
+    #[schemars(range(min = 1))]
+    pub reads_per_minute: u32,
+    /// Task requests (`tasks/*`) per minute for a multiplier of 1.
+    #[serde(default = "RateLimitSection::default_tasks")]
+    #[schemars(range(min = 1))]
+    pub tasks_per_minute: u32,
     /// Burst size as a multiple of the per-minute rate (at least 1).
     #[serde(default = "RateLimitSection::default_burst")]
     pub burst_multiplier: f64,
@@ -310,12 +323,20 @@ impl RateLimitSection {
     fn default_burst() -> f64 {
         3.0
     }
+    fn default_reads() -> u32 {
+        120
+    }
+    fn default_tasks() -> u32 {
+        600
+    }
 }
 
 impl Default for RateLimitSection {
     fn default() -> Self {
         Self {
             base_per_minute: Self::default_base(),
+            reads_per_minute: Self::default_reads(),
+            tasks_per_minute: Self::default_tasks(),
             burst_multiplier: Self::default_burst(),
             multipliers: TierMultipliers::default(),
         }

@@ -59,6 +59,13 @@ pub struct ServerDef {
     /// A disabled server is not started.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disabled: bool,
+    /// Linux: let this server make kernel keyring calls (`keyctl`, `add_key`, `request_key`),
+    /// which every other child is denied. It can then read every keyring entry of the profile on
+    /// the keyutils backend, lastmile's signing secret and audit key included, so lastmile warns
+    /// at each start. Only for a server that needs the kernel keyring itself. Accepted and
+    /// ignored on other systems.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_kernel_keyring: bool,
     /// A note for humans; lastmile does not use it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -564,6 +571,17 @@ mod tests {
     fn missing_command() {
         let (_, err) = parse_server_file("args = []\n").unwrap_err();
         assert!(err.to_string().contains("command"), "{err}");
+    }
+
+    #[test]
+    fn kernel_keyring_is_denied_unless_the_file_opts_out() {
+        assert!(
+            !parse_server_file("command = \"x\"\n")
+                .unwrap()
+                .allow_kernel_keyring
+        );
+        let def = parse_server_file("command = \"x\"\nallow_kernel_keyring = true\n").unwrap();
+        assert!(def.allow_kernel_keyring);
     }
 
     #[test]

@@ -69,7 +69,7 @@ pub enum StartError {
 }
 
 /// What a child offers.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Catalog {
     /// Capabilities it declared.
     pub capabilities: ServerCapabilities,
@@ -238,9 +238,14 @@ impl Child {
         tracing::info!(server = %name, pid, env = ?env.names(), "child started");
         let stdin = process.stdin().take();
         let stdout = process.stdout().take();
-        if let Some(stderr) = process.stderr().take() {
-            tokio::spawn(pump_stderr(name.clone(), stderr));
-        }
+        let isolation_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut stderr_task = process.stderr().take().map(|stderr| {
+            tokio::spawn(pump_stderr(
+                name.clone(),
+                stderr,
+                Arc::clone(&isolation_failed),
+            ))
+        });
         let mut guard = StopOnDrop {
             process: Some(process),
             reaper: cx.reaper.clone(),
@@ -265,9 +270,31 @@ impl Child {
         let service =
             match tokio::time::timeout(startup_timeout, handler.serve((stdout, stdin))).await {
                 Ok(Ok(service)) => service,
-                Ok(Err(e)) => return Err(StartError::Handshake(e.to_string())),
+                Ok(Err(e)) => {
+                    // A failed isolation step writes its line (logged like any stderr line) and
+                    // exits with a code of its own. The reason shown is built here from that
+                    // code, never from the child's bytes.
+                    if let Some(task) = stderr_task.as_mut() {
+                        let _ = tokio::time::timeout(STOP_GRACE, task).await;
+                    }
+                    let code = match guard.process.as_mut() {
+                        Some(p) => tokio::time::timeout(STOP_GRACE, p.wait())
+                            .await
+                            .ok()
+                            .and_then(Result::ok)
+                            .and_then(|status| status.code()),
+                        None => None,
+                    };
+                    if isolation_failed.load(std::sync::atomic::Ordering::SeqCst)
+                        && let Some(reason) = isolation_reason(code, &server.def.command)
+                    {
+                        return Err(SpawnError::Isolation { reason }.into());
+                    }
+                    return Err(StartError::Handshake(e.to_string()));
+                }
                 Err(_) => return Err(StartError::Timeout(startup_timeout)),
             };
+        drop(stderr_task);
         let peer = service.peer().clone();
         // Lists must reflect the child now, never a stale cached copy.
         peer.set_response_cache_config(ClientCacheConfig::disabled())
@@ -539,7 +566,11 @@ const STDERR_LINES_PER_SEC: u32 = 200;
 /// Copy a child's stderr into the log line by line, tagged with the server's name. Lines are cut
 /// at [`MAX_STDERR_LINE`] so a flood without newlines cannot grow memory, and rate-limited to
 /// [`STDERR_LINES_PER_SEC`].
-async fn pump_stderr(server: Arc<str>, mut stderr: tokio::process::ChildStderr) {
+async fn pump_stderr(
+    server: Arc<str>,
+    mut stderr: tokio::process::ChildStderr,
+    isolation_failed: Arc<std::sync::atomic::AtomicBool>,
+) {
     let mut buf = vec![0u8; 4096];
     let mut line: Vec<u8> = Vec::new();
     let mut cut = false;
@@ -551,6 +582,7 @@ async fn pump_stderr(server: Arc<str>, mut stderr: tokio::process::ChildStderr) 
         };
         for &b in &buf[..n] {
             if b == b'\n' {
+                note_isolation_failure(&line, &isolation_failed);
                 if budget.take(&server) {
                     emit_stderr_line(&server, &line, cut);
                 }
@@ -563,10 +595,32 @@ async fn pump_stderr(server: Arc<str>, mut stderr: tokio::process::ChildStderr) 
             }
         }
     }
+    note_isolation_failure(&line, &isolation_failed);
     if !line.is_empty() && budget.take(&server) {
         emit_stderr_line(&server, &line, cut);
     }
     budget.flush(&server);
+}
+
+/// Note that the isolation step's failure line (see `isolate.rs`) went by.
+fn note_isolation_failure(line: &[u8], seen: &std::sync::atomic::AtomicBool) {
+    if line.starts_with(super::isolate::FAILURE_PREFIX.as_bytes()) {
+        seen.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// What a failed isolation step's exit code means.
+fn isolation_reason(code: Option<i32>, command: &str) -> Option<String> {
+    let code = u8::try_from(code?).ok()?;
+    if code == crate::exit_codes::ISOLATION_FAILED {
+        Some("lastmile __exec could not isolate it (its line in the log says why)".into())
+    } else if code == crate::exit_codes::EXEC_FAILED {
+        Some(format!(
+            "lastmile __exec could not execute `{command}` (its line in the log says why)"
+        ))
+    } else {
+        None
+    }
 }
 
 /// A per-second line allowance that reports what it dropped.

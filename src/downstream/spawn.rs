@@ -1,6 +1,7 @@
 //! Building a child's command: the program resolved against PATH *before* the environment is
 //! cleared, then a cleared environment holding only the platform base, the file's `env` and the
-//! secrets handed in, and its own process group.
+//! secrets handed in, and its own process group. On Linux the command is the isolation step,
+//! `lastmile __exec -- PROGRAM ARGS…` (see [`super::isolate`]), which execs the program.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -62,6 +63,12 @@ pub enum SpawnError {
         program: String,
         /// The OS error.
         message: String,
+    },
+    /// The isolation step (`lastmile __exec`) failed; the program was never run.
+    #[error("the isolation step failed, the server was not started: {reason}")]
+    Isolation {
+        /// The trampoline's own line, without its prefix.
+        reason: String,
     },
 }
 
@@ -223,11 +230,11 @@ pub fn spawn_failed(command: &str, wrap: &CommandWrap, error: std::io::Error) ->
     }
 }
 
-/// A ready-to-spawn command for one server: cleared environment, own process group, killed on drop.
+/// A ready-to-spawn command for one server: cleared environment, own process group, killed on
+/// drop, and on Linux started through the isolation step.
 pub fn build_command(server: &Server, env: &ChildEnv) -> Result<CommandWrap, SpawnError> {
     let program = resolve_program(&server.def.command, server.base_dir(), env.path_var())?;
-    let mut cmd = tokio::process::Command::new(&program);
-    cmd.args(&server.def.args);
+    let mut cmd = isolated_command(server, &program)?;
     cmd.env_clear();
     for (k, v) in &env.plain {
         cmd.env(k, v);
@@ -250,6 +257,47 @@ pub fn build_command(server: &Server, env: &ChildEnv) -> Result<CommandWrap, Spa
     super::windows::wrap(&mut wrap);
     wrap.wrap(process_wrap::tokio::KillOnDrop);
     Ok(wrap)
+}
+
+/// lastmile's own executable, as the kernel keeps it open.
+#[cfg(target_os = "linux")]
+const SELF_EXE: &str = "/proc/self/exe";
+
+/// `lastmile __exec [--allow-kernel-keyring] -- PROGRAM ARGS…`: nothing secret in argv.
+#[cfg(target_os = "linux")]
+fn isolated_command(
+    server: &Server,
+    program: &Path,
+) -> Result<tokio::process::Command, SpawnError> {
+    let policy = super::isolate::Policy {
+        kernel_keyring: server.def.allow_kernel_keyring,
+    };
+    if policy.kernel_keyring {
+        tracing::warn!(
+            server = %server.name,
+            "KERNEL KEYRING ALLOWED (allow_kernel_keyring = true in {}): this server can read every keyring entry of the profile, the signing secret and the audit key included",
+            server.path.display()
+        );
+    }
+    // The running binary itself, even if an upgrade has replaced or removed its file since.
+    let mut cmd = tokio::process::Command::new(SELF_EXE);
+    cmd.args(super::isolate::trampoline_args(
+        policy,
+        program,
+        &server.def.args,
+    ));
+    Ok(cmd)
+}
+
+/// Elsewhere the program starts directly (see the README's threat model).
+#[cfg(not(target_os = "linux"))]
+fn isolated_command(
+    server: &Server,
+    program: &Path,
+) -> Result<tokio::process::Command, SpawnError> {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(&server.def.args);
+    Ok(cmd)
 }
 
 #[cfg(test)]
@@ -287,6 +335,46 @@ mod tests {
         let dbg = format!("{env:?}");
         assert!(dbg.contains("TOKEN"));
         assert!(!dbg.contains("canary-value-123"));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_command_is_the_isolation_step_with_no_secret_in_argv() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("srv.toml");
+        let mut def =
+            crate::config::parse_server_file("command = \"/bin/sh\"\nargs = [\"-c\", \"true\"]\n")
+                .unwrap();
+        let argv = |def: &crate::config::ServerDef| {
+            let server = Server {
+                name: "srv".into(),
+                path: path.clone(),
+                def: def.clone(),
+            };
+            let mut env = ChildEnv::from_parts(Vec::new(), &Default::default());
+            env.add_secret("TOKEN".into(), SecretString::from("canary-in-env-only"));
+            let wrap = build_command(&server, &env).unwrap();
+            let std = wrap.command().as_std();
+            assert_eq!(std.get_program(), SELF_EXE);
+            std.get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(argv(&def), ["__exec", "--", "/bin/sh", "-c", "true"]);
+        def.allow_kernel_keyring = true;
+        let opted_out = argv(&def);
+        assert_eq!(
+            opted_out,
+            [
+                "__exec",
+                "--allow-kernel-keyring",
+                "--",
+                "/bin/sh",
+                "-c",
+                "true"
+            ]
+        );
+        assert!(!opted_out.iter().any(|a| a.contains("canary")));
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! The client side of the session as the children see it: the client's peer (for server-to-client
 //! requests and notifications) and the capabilities it declared, which children inherit.
+//!
+//! Everything a child sends up passes the session's [`Delivery`] policy: the redactor, and the
+//! session's liveness — once the session's token has expired, children's requests to the client
+//! are refused and their notifications (resource updates, list changes, logs) are dropped.
 
 #![allow(deprecated)] // sampling, roots and logging are deprecated in rmcp 3.x; we forward them
 
@@ -9,29 +13,37 @@ use rmcp::model::{ClientCapabilities, ClientResult, ErrorCode, ServerNotificatio
 use rmcp::service::{Peer, RoleServer};
 use rmcp::{ErrorData as McpError, ServiceError};
 
-use crate::gateway::scrub::scrub;
-use crate::secrets::SharedRedactor;
+use crate::secrets::{SharedRedactor, scrub};
+
+/// What a session requires of everything its children send up.
+pub trait Delivery: Send + Sync {
+    /// The session's redactor: every byte going up passes it.
+    fn redactor(&self) -> &Arc<SharedRedactor>;
+    /// Whether the session may still receive anything (its token is live); the named reason
+    /// when not.
+    fn open(&self) -> Result<(), McpError>;
+}
 
 /// The client lastmile serves, as far as the children are concerned.
 pub struct Upstream {
     peer: OnceLock<Peer<RoleServer>>,
     capabilities: OnceLock<ClientCapabilities>,
-    redactor: Arc<SharedRedactor>,
+    session: Arc<dyn Delivery>,
 }
 
 impl Upstream {
-    /// Everything going up passes through `redactor`.
-    pub fn new(redactor: Arc<SharedRedactor>) -> Self {
+    /// Everything going up passes `session`'s policy.
+    pub fn new(session: Arc<dyn Delivery>) -> Self {
         Upstream {
             peer: OnceLock::new(),
             capabilities: OnceLock::new(),
-            redactor,
+            session,
         }
     }
 
     /// The session's redactor.
     pub fn redactor(&self) -> &Arc<SharedRedactor> {
-        &self.redactor
+        self.session.redactor()
     }
 
     /// Remember the client's peer (the first one seen wins; a session has one client).
@@ -75,6 +87,7 @@ impl Upstream {
         server: &str,
         request: ServerRequest,
     ) -> Result<ClientResult, McpError> {
+        self.session.open()?;
         let caps = self.capabilities_for_children();
         let missing = match &request {
             ServerRequest::CreateMessageRequest(_) if caps.sampling.is_none() => Some("sampling"),
@@ -95,7 +108,7 @@ impl Upstream {
             return Err(McpError::internal_error("no client is connected yet", None));
         };
         // A child's request to the client (a sampling prompt above all) must not carry a secret.
-        let (request, _) = scrub(&self.redactor, server, request)
+        let (request, _) = scrub(self.redactor(), server, request)
             .map_err(|e| McpError::internal_error(e.to_string(), None))?;
         peer.send_request(request).await.map_err(|e| match e {
             ServiceError::McpError(e) => e,
@@ -107,7 +120,11 @@ impl Upstream {
     /// get it; a notification that cannot be redacted safely is dropped).
     pub async fn notify(&self, server: &str, notification: ServerNotification) {
         let Some(peer) = self.peer.get() else { return };
-        match scrub(&self.redactor, server, notification) {
+        if let Err(e) = self.session.open() {
+            tracing::debug!(server = %server, "notification dropped: {}", e.message);
+            return;
+        }
+        match scrub(self.redactor(), server, notification) {
             Ok((clean, _)) => {
                 let _ = peer.send_notification(clean).await;
             }

@@ -13,17 +13,20 @@ use rmcp::model::{
     InitializeResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
     ListToolsResult, PaginatedRequestParams, ReadResourceRequest, ReadResourceRequestParams,
     ReadResourceResponse, Reference, ServerCapabilities, ServerConfig, ServerResult,
-    SetLevelRequestParams, SubscribeRequestParams, UnsubscribeRequestParams,
+    SetLevelRequestParams, SubscribeRequest, SubscribeRequestParams, UnsubscribeRequest,
+    UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, RequestContext, RoleServer};
 use rmcp::{ErrorData as McpError, ServerHandler, ServiceError};
 
-use super::gate::{Gate, Refused};
+use super::gate::Refused;
 use super::hub::{Hub, Slot, SlotStatus};
-use super::scrub::{Withheld, scrub, scrub_text};
+use super::session::ClientSession;
 use crate::audit::{ExecStatus, ExecutionId, ExecutionRecord, new_execution_id};
 use crate::downstream::{CallOutcome, Child};
+use crate::identity::RateBucket;
 use crate::secrets::SharedRedactor;
+use crate::secrets::{Withheld, scrub, scrub_text};
 use rmcp::model::{JsonObject, MetaObject};
 use tracing::Instrument;
 
@@ -31,7 +34,7 @@ use tracing::Instrument;
 #[derive(Clone)]
 pub struct Face {
     hub: Arc<Hub>,
-    gate: Arc<Gate>,
+    session: Arc<ClientSession>,
 }
 
 /// What a routed request found.
@@ -41,9 +44,19 @@ struct Target<'a> {
 }
 
 impl Face {
-    /// A face in front of a hub.
-    pub fn new(hub: Arc<Hub>, gate: Arc<Gate>) -> Self {
-        Face { hub, gate }
+    /// A face for one session in front of its hub.
+    pub fn new(hub: Arc<Hub>, session: Arc<ClientSession>) -> Self {
+        Face { hub, session }
+    }
+
+    /// The session this face serves.
+    pub fn session(&self) -> &Arc<ClientSession> {
+        &self.session
+    }
+
+    /// The hub behind this face.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
     }
 
     /// First contact: remember the client and start the children with its capabilities.
@@ -223,6 +236,10 @@ fn with_execution_id(response: CallToolResponse, id: ExecutionId) -> CallToolRes
     }
 }
 
+/// How long a list request waits for servers that are starting and have no cache entry; the
+/// rest are announced with list_changed when they come up.
+const LIST_GRACE: std::time::Duration = std::time::Duration::from_millis(1500);
+
 /// The `_meta` key carrying the audit log's execution id.
 pub const EXECUTION_ID_META: &str = "lastmile/executionId";
 
@@ -292,7 +309,7 @@ impl ServerHandler for Face {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         self.touch(&ctx);
-        self.hub.wait_started().await;
+        self.hub.wait_for_lists(LIST_GRACE).await;
         self.hub.mark_listed();
         Ok(ListToolsResult::with_all_items(
             self.hub.manifest().tools.clone(),
@@ -319,7 +336,7 @@ impl ServerHandler for Face {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
         self.touch(&ctx);
-        self.hub.wait_started().await;
+        self.hub.wait_for_lists(LIST_GRACE).await;
         self.hub.mark_listed();
         Ok(ListPromptsResult::with_all_items(
             self.hub.manifest().prompts.clone(),
@@ -334,7 +351,7 @@ impl ServerHandler for Face {
         self.touch(&ctx);
         let manifest = self
             .hub
-            .manifest_with(|m| m.prompt(&request.name).is_some())
+            .manifest_for(|m| m.prompt(&request.name).map(|r| r.slot))
             .await;
         let Some(route) = manifest.prompt(&request.name) else {
             return Err(McpError::invalid_params(
@@ -369,7 +386,7 @@ impl ServerHandler for Face {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
         self.touch(&ctx);
-        self.hub.wait_started().await;
+        self.hub.wait_for_lists(LIST_GRACE).await;
         self.hub.mark_listed();
         Ok(ListResourcesResult::with_all_items(
             self.hub.manifest().resources.clone(),
@@ -382,7 +399,7 @@ impl ServerHandler for Face {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
         self.touch(&ctx);
-        self.hub.wait_started().await;
+        self.hub.wait_for_lists(LIST_GRACE).await;
         Ok(ListResourceTemplatesResult::with_all_items(
             self.hub.manifest().templates.clone(),
         ))
@@ -394,7 +411,11 @@ impl ServerHandler for Face {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
         self.touch(&ctx);
-        let t = self.resource_target(&request.uri).await?;
+        let (t, original) = self.resource_target(&request.uri).await?;
+        let mut request = request;
+        if let Some(original) = original {
+            request.uri = original;
+        }
         let mut redactions = 0usize;
         match self
             .forward(
@@ -418,12 +439,21 @@ impl ServerHandler for Face {
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         self.touch(&ctx);
-        let t = self.resource_target(&request.uri).await?;
-        t.child
-            .peer
-            .subscribe(request)
-            .await
-            .map_err(|e| service_error(&t, e))
+        let (t, original) = self.subscription_target(&request.uri).await?;
+        let mut request = request;
+        if let Some(original) = original {
+            request.uri = original;
+        }
+        let mut redactions = 0usize;
+        self.forward(
+            &t,
+            ClientRequest::SubscribeRequest(SubscribeRequest::new(request)),
+            &ctx,
+            &mut redactions,
+        )
+        .await
+        .map(|_| ())
+        .map_err(Failure::into_error)
     }
 
     async fn unsubscribe(
@@ -432,12 +462,21 @@ impl ServerHandler for Face {
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         self.touch(&ctx);
-        let t = self.resource_target(&request.uri).await?;
-        t.child
-            .peer
-            .unsubscribe(request)
-            .await
-            .map_err(|e| service_error(&t, e))
+        let (t, original) = self.subscription_target(&request.uri).await?;
+        let mut request = request;
+        if let Some(original) = original {
+            request.uri = original;
+        }
+        let mut redactions = 0usize;
+        self.forward(
+            &t,
+            ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(request)),
+            &ctx,
+            &mut redactions,
+        )
+        .await
+        .map(|_| ())
+        .map_err(Failure::into_error)
     }
 
     async fn set_level(
@@ -472,7 +511,7 @@ impl ServerHandler for Face {
             Reference::Prompt(p) => {
                 let manifest = self
                     .hub
-                    .manifest_with(|m| m.prompt(&p.name).is_some())
+                    .manifest_for(|m| m.prompt(&p.name).map(|r| r.slot))
                     .await;
                 let Some(route) = manifest.prompt(&p.name) else {
                     return Err(McpError::invalid_params(
@@ -484,7 +523,13 @@ impl ServerHandler for Face {
                 self.target(route.slot)
                     .map_err(|m| McpError::internal_error(m, None))?
             }
-            Reference::Resource(r) => self.resource_target(&r.uri).await?,
+            Reference::Resource(r) => {
+                let (t, original) = self.resource_target(&r.uri).await?;
+                if let Some(original) = original {
+                    r.uri = original;
+                }
+                t
+            }
             _ => {
                 return Err(McpError::invalid_params(
                     "unsupported completion reference",
@@ -518,7 +563,7 @@ impl Face {
         mut request: CallToolRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let gate = &self.gate;
+        let gate = self.session.gate();
         let redactor = self.hub.upstream.redactor();
         // The audit copy of the arguments never holds a secret, even one the model passed in.
         let mut redactions = 0usize;
@@ -530,7 +575,7 @@ impl Face {
         let begin = |server: &str, tool: &str, args: Option<serde_json::Value>| {
             ExecutionRecord::begin(execution_id, &gate.who, server, tool, args)
         };
-        if let Err(refused) = gate.admit() {
+        if let Err(refused) = gate.admit(RateBucket::Calls) {
             let (status, e) = match refused {
                 Refused::Session(e) => (ExecStatus::Denied, e),
                 Refused::RateLimited(e) => (ExecStatus::RateLimited, e),
@@ -545,7 +590,7 @@ impl Face {
         }
         let manifest = self
             .hub
-            .manifest_with(|m| m.tool(&request.name).is_some())
+            .manifest_for(|m| m.tool(&request.name).map(|r| r.slot))
             .await;
         let Some(route) = manifest.tool(&request.name) else {
             // The same answer for a hidden server's tool as for a name that never existed.
@@ -559,7 +604,12 @@ impl Face {
             return Err(e);
         };
         let server = self.hub.slots[route.slot].server.name.clone();
-        let pending = begin(&server, &route.original, arguments);
+        // The child's own name may hold a secret (it is listed under an alias): scrub it here too.
+        let pending = begin(
+            &server,
+            &scrub_text(redactor, route.original.clone()),
+            arguments,
+        );
         let t = match self.target(route.slot) {
             Ok(t) => t,
             Err(message) => {
@@ -621,25 +671,75 @@ impl Face {
         outcome.map(|r| with_execution_id(r, execution_id))
     }
 
-    async fn resource_target(&self, uri: &str) -> Result<Target<'_>, McpError> {
-        let manifest = self.hub.manifest_with(|m| m.resource(uri).is_some()).await;
-        let Some(index) = manifest.resource(uri) else {
+    /// Where a subscription to `uri` goes: the server that lists it or whose template matches;
+    /// else, for a URI no server lists (a resource that does not exist yet, say), the one
+    /// permitted server that offers subscriptions; else a clear error.
+    async fn subscription_target(
+        &self,
+        uri: &str,
+    ) -> Result<(Target<'_>, Option<String>), McpError> {
+        let manifest = self
+            .hub
+            .manifest_for(|m| m.resource(uri).map(|r| r.slot))
+            .await;
+        if manifest.resource(uri).is_some() {
+            return self.resource_target(uri).await;
+        }
+        let offering: Vec<usize> = (0..self.hub.slots.len())
+            .filter(|i| {
+                self.hub.slots[*i].child.load().as_ref().is_some_and(|c| {
+                    c.peer.peer_info().is_some_and(|info| {
+                        info.capabilities
+                            .resources
+                            .as_ref()
+                            .is_some_and(|r| r.subscribe == Some(true))
+                    })
+                })
+            })
+            .collect();
+        match offering.as_slice() {
+            [one] => {
+                let t = self
+                    .target(*one)
+                    .map_err(|m| McpError::internal_error(m, None))?;
+                Ok((t, None))
+            }
+            [] => Err(McpError::resource_not_found(
+                format!(
+                    "unknown resource `{uri}`: no server lists it, and none offers subscriptions"
+                ),
+                None,
+            )),
+            several => Err(McpError::resource_not_found(
+                format!(
+                    "unknown resource `{uri}`: no server lists it or has a template for it, and {} servers offer subscriptions ({}), so lastmile cannot tell which one it belongs to",
+                    several.len(),
+                    several
+                        .iter()
+                        .map(|i| self.hub.slots[*i].server.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None,
+            )),
+        }
+    }
+
+    /// The child serving `uri`, and the URI the child knows it by when the client used an alias.
+    async fn resource_target(&self, uri: &str) -> Result<(Target<'_>, Option<String>), McpError> {
+        let manifest = self
+            .hub
+            .manifest_for(|m| m.resource(uri).map(|r| r.slot))
+            .await;
+        let Some(route) = manifest.resource(uri) else {
             return Err(McpError::resource_not_found(
                 format!("unknown resource `{uri}`"),
                 None,
             ));
         };
-        self.target(index)
-            .map_err(|m| McpError::internal_error(m, None))
-    }
-}
-
-fn service_error(t: &Target<'_>, e: ServiceError) -> McpError {
-    match e {
-        ServiceError::McpError(e) => e,
-        other => McpError::internal_error(
-            format!("server `{}` failed: {other}", t.slot.server.name),
-            None,
-        ),
+        let t = self
+            .target(route.slot)
+            .map_err(|m| McpError::internal_error(m, None))?;
+        Ok((t, route.original))
     }
 }

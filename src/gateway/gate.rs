@@ -6,7 +6,7 @@ use rmcp::model::ErrorCode;
 use serde_json::json;
 
 use crate::audit::{AuditSink, ExecutionRecord, SessionIdentity, Transport};
-use crate::identity::{Session, SessionRateLimiter};
+use crate::identity::{RateBucket, Session, SessionRateLimits};
 
 /// JSON-RPC error code for a call refused by the rate limit (`retry_after_ms` in its data).
 pub const RATE_LIMITED: ErrorCode = ErrorCode(-32029);
@@ -27,7 +27,7 @@ pub struct Gate {
     pub session: Session,
     /// The identity every audit row is bound to.
     pub who: SessionIdentity,
-    limiter: SessionRateLimiter,
+    limits: SessionRateLimits,
     audit: Option<AuditSink>,
 }
 
@@ -35,7 +35,7 @@ impl Gate {
     /// A gate for a session.
     pub fn new(
         session: Session,
-        limiter: SessionRateLimiter,
+        limits: SessionRateLimits,
         audit: Option<AuditSink>,
         transport: Transport,
     ) -> Self {
@@ -49,31 +49,36 @@ impl Gate {
         Gate {
             session,
             who,
-            limiter,
+            limits,
             audit,
         }
     }
 
-    /// May this session make a call now?
-    pub fn admit(&self) -> Result<(), Refused> {
-        if let Err(rejection) = self.session.check_live() {
-            return Err(Refused::Session(McpError::new(
+    /// Whether the session's token is still valid (the named reason when not).
+    pub fn live(&self) -> Result<(), McpError> {
+        self.session.check_live().map_err(|rejection| {
+            McpError::new(
                 SESSION_EXPIRED,
                 format!(
                     "the session's token is no longer valid: {rejection}\nhint: restart the client with a fresh token (`lastmile token issue`)"
                 ),
                 Some(json!({ "reason": rejection.code() })),
-            )));
-        }
-        self.limiter.check().map_err(|limited| {
+            )
+        })
+    }
+
+    /// May this session make a request of `bucket` now? A live token first, then the bucket.
+    pub fn admit(&self, bucket: RateBucket) -> Result<(), Refused> {
+        self.live().map_err(Refused::Session)?;
+        self.limits.check(bucket).map_err(|limited| {
             Refused::RateLimited(McpError::new(
                 RATE_LIMITED,
                 format!(
-                    "rate limit of tier `{}` exceeded; retry after {} ms",
+                    "rate limit of tier `{}` exceeded for {bucket}; retry after {} ms",
                     self.session.rate_limit_tier(),
                     limited.retry_after_ms
                 ),
-                Some(json!({ "retry_after_ms": limited.retry_after_ms })),
+                Some(json!({ "retry_after_ms": limited.retry_after_ms, "bucket": bucket.to_string() })),
             ))
         })
     }

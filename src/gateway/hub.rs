@@ -1,6 +1,10 @@
 //! The hub: one slot per server the session may use, each starting, running, failed or stopped.
 //! Starts them in parallel once the client has said what it can do, keeps the manifest current,
 //! restarts crashed children with backoff, and stops them all on the way out.
+//!
+//! While a server is on its first start, the manifest offers what it offered last time (the
+//! catalog cache), so the client's first lists never wait for the slowest child; a request for
+//! such an entry waits for that child. Without a cache entry, the lists wait a short grace.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,10 +17,10 @@ use tokio::sync::{mpsc, watch};
 use super::manifest::Manifest;
 use crate::config::{DefaultsSection, RestartPolicy, RestartSection, Server};
 use crate::downstream::{
-    Catalog, Child, ChildContext, ChildEnv, ChildEvent, EventSender, ReaperLink, StartError,
-    Upstream,
+    Catalog, CatalogCache, Child, ChildContext, ChildEnv, ChildEvent, Delivery, EventSender,
+    ReaperLink, StartError, Upstream,
 };
-use crate::secrets::SharedRedactor;
+use crate::secrets::scrub;
 
 /// Builds a child's environment (base, file `env`, secrets); an error keeps the server stopped.
 pub type EnvBuilder = Arc<dyn Fn(&Server) -> Result<ChildEnv, String> + Send + Sync>;
@@ -43,23 +47,36 @@ pub struct Slot {
     /// The running child, if any.
     pub child: ArcSwapOption<Child>,
     catalog: Mutex<Option<Catalog>>,
-    status: Mutex<SlotStatus>,
+    /// What it offered last time (scrubbed), while it is on its first start.
+    cached: Mutex<Option<Catalog>>,
+    cache_key: Mutex<Option<String>>,
+    status: watch::Sender<SlotStatus>,
     restarts: Mutex<VecDeque<Instant>>,
 }
 
 impl Slot {
     /// What it is doing now.
     pub fn status(&self) -> SlotStatus {
-        self.status
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or(SlotStatus::Stopped)
+        self.status.borrow().clone()
     }
 
     fn set_status(&self, status: SlotStatus) {
-        if let Ok(mut s) = self.status.lock() {
-            *s = status;
-        }
+        self.status.send_replace(status);
+    }
+
+    /// Whether its entries in the manifest come from the cache: no child yet, first start.
+    fn is_cached_only(&self) -> bool {
+        self.child.load().is_none()
+            && *self.status.borrow() == SlotStatus::Starting
+            && self.cached.lock().is_ok_and(|c| c.is_some())
+    }
+
+    fn startup_timeout(&self, defaults: &DefaultsSection) -> Duration {
+        self.server
+            .def
+            .startup_timeout
+            .unwrap_or(defaults.startup_timeout)
+            .0
     }
 
     /// How long one call may take.
@@ -84,6 +101,7 @@ pub struct Hub {
     pending: watch::Sender<usize>,
     reaper: Option<Arc<ReaperLink>>,
     env_builder: EnvBuilder,
+    cache: Option<CatalogCache>,
     started: AtomicBool,
     stopping: AtomicBool,
     listed: AtomicBool,
@@ -100,7 +118,8 @@ impl Hub {
         defaults: DefaultsSection,
         reaper: Option<ReaperLink>,
         env_builder: EnvBuilder,
-        redactor: Arc<SharedRedactor>,
+        session: Arc<dyn Delivery>,
+        cache: Option<CatalogCache>,
     ) -> Arc<Self> {
         servers.retain(|s| !s.def.disabled);
         servers.sort_by(|a, b| a.name.cmp(&b.name));
@@ -112,16 +131,19 @@ impl Hub {
                     server,
                     child: ArcSwapOption::empty(),
                     catalog: Mutex::new(None),
-                    status: Mutex::new(SlotStatus::Starting),
+                    cached: Mutex::new(None),
+                    cache_key: Mutex::new(None),
+                    status: watch::channel(SlotStatus::Starting).0,
                     restarts: Mutex::new(VecDeque::new()),
                 })
                 .collect(),
             defaults,
-            upstream: Arc::new(Upstream::new(redactor)),
+            upstream: Arc::new(Upstream::new(session)),
             manifest: ArcSwap::from_pointee(Manifest::default()),
             pending,
             reaper: reaper.map(Arc::new),
             env_builder,
+            cache,
             started: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             listed: AtomicBool::new(false),
@@ -135,16 +157,57 @@ impl Hub {
         self.manifest.load_full()
     }
 
-    /// The current manifest if `found` holds for it; otherwise the manifest once every server
-    /// has finished its first start (a name may belong to one still starting). The common case —
-    /// the name is there — costs one atomic load.
-    pub async fn manifest_with(&self, found: impl Fn(&Manifest) -> bool) -> Arc<Manifest> {
+    /// The manifest in which to resolve a name or URI: `slot_of` finds the slot it belongs to.
+    /// The common case — found, on a running child — costs one atomic load. Found only in the
+    /// catalog cache (the child is on its first start): once that child is up or has failed
+    /// (bounded by its startup_timeout). Not found while servers are still on their first
+    /// start: once every one has finished (a name may belong to one still starting).
+    pub async fn manifest_for(
+        &self,
+        slot_of: impl Fn(&Manifest) -> Option<usize>,
+    ) -> Arc<Manifest> {
         let m = self.manifest();
-        if found(&m) || *self.pending.borrow() == 0 {
-            return m;
+        match slot_of(&m) {
+            Some(i) if self.slots[i].is_cached_only() => {
+                self.wait_slot(i).await;
+                self.manifest()
+            }
+            Some(_) => m,
+            None if *self.pending.borrow() == 0 => m,
+            None => {
+                self.wait_started().await;
+                self.manifest()
+            }
         }
-        self.wait_started().await;
-        self.manifest()
+    }
+
+    /// Wait until slot `i` has left its first start (running, failed, restarting), at most its
+    /// startup_timeout.
+    async fn wait_slot(&self, i: usize) {
+        let slot = &self.slots[i];
+        let mut rx = slot.status.subscribe();
+        let _ = tokio::time::timeout(
+            slot.startup_timeout(&self.defaults),
+            rx.wait_for(|s| *s != SlotStatus::Starting),
+        )
+        .await;
+    }
+
+    /// Wait before answering a list request: not at all when every server still on its first
+    /// start has a cache entry; otherwise until they have all finished or `grace` has passed
+    /// (the rest are announced with list_changed when they come up).
+    pub async fn wait_for_lists(&self, grace: Duration) {
+        if *self.pending.borrow() == 0 {
+            return;
+        }
+        let uncached = self.slots.iter().any(|s| {
+            *s.status.borrow() == SlotStatus::Starting
+                && s.child.load().is_none()
+                && s.cached.lock().is_ok_and(|c| c.is_none())
+        });
+        if uncached {
+            let _ = tokio::time::timeout(grace, self.wait_started()).await;
+        }
     }
 
     /// Start every server in parallel, once: as soon as the client has declared its
@@ -157,6 +220,7 @@ impl Hub {
         if let Ok(mut events) = self.events.lock() {
             *events = Some(tx.clone());
         }
+        self.load_cache();
         tokio::spawn(Arc::clone(self).handle_events(rx));
         for index in 0..self.slots.len() {
             let hub = Arc::clone(self);
@@ -195,16 +259,13 @@ impl Hub {
             Ok(env) => env,
             Err(reason) => {
                 tracing::error!(server = %name, "not started: {reason}");
+                self.forget_cached(index);
                 slot.set_status(SlotStatus::Failed(reason));
+                self.rebuild();
                 return Err(None);
             }
         };
-        let timeout = slot
-            .server
-            .def
-            .startup_timeout
-            .unwrap_or(self.defaults.startup_timeout)
-            .0;
+        let timeout = slot.startup_timeout(&self.defaults);
         let cx = ChildContext {
             upstream: Arc::clone(&self.upstream),
             events,
@@ -217,6 +278,7 @@ impl Hub {
                     return Ok(());
                 }
                 tracing::info!(server = %name, tools = catalog.tools.len(), prompts = catalog.prompts.len(), resources = catalog.resources.len(), "server ready");
+                self.remember(index, &catalog);
                 if let Ok(mut c) = slot.catalog.lock() {
                     *c = Some(catalog);
                 }
@@ -229,7 +291,9 @@ impl Hub {
             Err(e) => {
                 tracing::error!(server = %name, "not started: {e}");
                 let retry = !matches!(e, StartError::Spawn(_));
+                self.forget_cached(index);
                 slot.set_status(SlotStatus::Failed(e.to_string()));
+                self.rebuild();
                 Err(retry.then(|| e.to_string()))
             }
         }
@@ -299,25 +363,91 @@ impl Hub {
         self.listed.store(true, Ordering::Relaxed);
     }
 
+    /// Load the catalog cache for every slot, keyed by what the child will be started with.
+    fn load_cache(&self) {
+        let Some(cache) = &self.cache else { return };
+        let caps = self.upstream.capabilities_for_children();
+        let mut any = false;
+        for slot in &self.slots {
+            let key = CatalogCache::key(&slot.server, &caps);
+            if let Some(catalog) = cache.load(&slot.server.name, &key)
+                && let Ok(mut c) = slot.cached.lock()
+            {
+                tracing::debug!(server = %slot.server.name, "offering the cached catalog while the server starts");
+                *c = Some(catalog);
+                any = true;
+            }
+            if let Ok(mut k) = slot.cache_key.lock() {
+                *k = Some(key);
+            }
+        }
+        if any {
+            self.rebuild();
+        }
+    }
+
+    /// Write a child's catalog to the cache (scrubbed), and say when it differs from what was
+    /// offered from the cache (a package that `npx -y` updated, say): the list_changed that
+    /// follows a start announces it to the client.
+    fn remember(&self, index: usize, catalog: &Catalog) {
+        let slot = &self.slots[index];
+        let Some(cache) = &self.cache else { return };
+        let Some(key) = slot.cache_key.lock().ok().and_then(|k| k.clone()) else {
+            return;
+        };
+        let Ok((clean, _)) = scrub(self.upstream.redactor(), &slot.server.name, catalog.clone())
+        else {
+            return;
+        };
+        let previous = slot.cached.lock().ok().and_then(|mut c| c.take());
+        if previous.as_ref().is_some_and(|p| *p != clean) {
+            tracing::info!(server = %slot.server.name, "the server offers something else than its cached catalog; the client is told the lists changed");
+        }
+        if previous.as_ref() == Some(&clean) {
+            return;
+        }
+        let cache = cache.clone();
+        let name = slot.server.name.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = cache.store(&name, &key, &clean) {
+                tracing::warn!(server = %name, "cannot write the catalog cache: {e}");
+            }
+        });
+    }
+
+    /// A server that failed its first start no longer offers its cached catalog.
+    fn forget_cached(&self, index: usize) {
+        if let Ok(mut c) = self.slots[index].cached.lock() {
+            *c = None;
+        }
+    }
+
     fn rebuild(&self) {
         let _serial = self.rebuilding.lock();
+        // Running children offer their live catalog; children on their first start, their
+        // cached one.
         let catalogs: Vec<(usize, Catalog)> = self
             .slots
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.child.load().is_some())
             .filter_map(|(i, s)| {
-                s.catalog
-                    .lock()
-                    .ok()
-                    .and_then(|c| c.clone())
-                    .map(|c| (i, c))
+                let source = if s.child.load().is_some() {
+                    &s.catalog
+                } else if *s.status.borrow() == SlotStatus::Starting {
+                    &s.cached
+                } else {
+                    return None;
+                };
+                source.lock().ok().and_then(|c| c.clone()).map(|c| (i, c))
             })
             .collect();
+        // Catalogs are scrubbed here, on every rebuild: a child's names, descriptions, schemas
+        // and URIs reach the client only through the redactor.
         let manifest = Manifest::build(
             catalogs
                 .iter()
                 .map(|(i, c)| (*i, &self.slots[*i].server, c)),
+            self.upstream.redactor(),
         );
         self.manifest.store(Arc::new(manifest));
     }
@@ -367,6 +497,7 @@ impl Hub {
             };
             match child.catalog().await {
                 Ok(catalog) => {
+                    self.remember(index, &catalog);
                     if let Ok(mut c) = slot.catalog.lock() {
                         *c = Some(catalog);
                     }

@@ -2,15 +2,18 @@
 
 mod face;
 mod gate;
+mod guard;
 mod hub;
 mod manifest;
 pub mod naming;
-pub mod scrub;
+mod session;
 
 pub use face::{EXECUTION_ID_META, Face};
 pub use gate::{Gate, RATE_LIMITED, SESSION_EXPIRED};
+pub use guard::Guarded;
 pub use hub::{EnvBuilder, Hub, Slot, SlotStatus};
-pub use manifest::{Manifest, Route};
+pub use manifest::{ALIAS_SCHEME, Manifest, ResourceRoute, Route};
+pub use session::ClientSession;
 
 use crate::config::Server;
 

@@ -21,7 +21,9 @@ mod verify;
 
 pub use claims::Claims;
 pub use issue::{DEFAULT_TTL, IssueError, IssueRequest, IssuedToken, TokenIssuer};
-pub use rate::{RateLimitConfigError, RateLimited, SessionRateLimiter};
+pub use rate::{
+    RateBucket, RateLimitConfigError, RateLimited, SessionRateLimiter, SessionRateLimits,
+};
 pub use secret::{WeakSecret, check_signing_secret};
 pub use session::{
     ANONYMOUS_SUBJECT, AuthSetupError, Authenticator, ENV_ALLOW_DISABLED, ENV_TOKEN, Refusal,

@@ -68,6 +68,83 @@ impl SessionRateLimiter {
     }
 }
 
+/// Which bucket a request draws from (see [`RateLimitSection`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateBucket {
+    /// `tools/call`.
+    Calls,
+    /// Everything else that reaches a child or reveals the catalog.
+    Reads,
+    /// `tasks/*`: polling a task must not starve calls.
+    Tasks,
+}
+
+impl std::fmt::Display for RateBucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RateBucket::Calls => "calls",
+            RateBucket::Reads => "reads",
+            RateBucket::Tasks => "tasks",
+        })
+    }
+}
+
+/// A session's three buckets.
+#[derive(Debug)]
+pub struct SessionRateLimits<C: Clock = DefaultClock> {
+    calls: SessionRateLimiter<C>,
+    reads: SessionRateLimiter<C>,
+    tasks: SessionRateLimiter<C>,
+}
+
+impl SessionRateLimits {
+    /// The buckets of a session of `tier` on the real clock.
+    pub fn new(section: &RateLimitSection, tier: Tier) -> Result<Self, RateLimitConfigError> {
+        Self::with_clock(section, tier, DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> SessionRateLimits<C> {
+    /// The buckets on a given clock (tests use governor's `FakeRelativeClock`).
+    pub fn with_clock(
+        section: &RateLimitSection,
+        tier: Tier,
+        clock: C,
+    ) -> Result<Self, RateLimitConfigError> {
+        let with_base = |base: u32| RateLimitSection {
+            base_per_minute: base,
+            ..section.clone()
+        };
+        Ok(SessionRateLimits {
+            calls: SessionRateLimiter::with_clock(section, tier, clock.clone())?,
+            reads: SessionRateLimiter::with_clock(
+                &with_base(section.reads_per_minute),
+                tier,
+                clock.clone(),
+            )?,
+            tasks: SessionRateLimiter::with_clock(
+                &with_base(section.tasks_per_minute),
+                tier,
+                clock,
+            )?,
+        })
+    }
+
+    /// The limiter of one bucket.
+    pub fn bucket(&self, bucket: RateBucket) -> &SessionRateLimiter<C> {
+        match bucket {
+            RateBucket::Calls => &self.calls,
+            RateBucket::Reads => &self.reads,
+            RateBucket::Tasks => &self.tasks,
+        }
+    }
+
+    /// Take one request from `bucket`, or say when to retry.
+    pub fn check(&self, bucket: RateBucket) -> Result<(), RateLimited> {
+        self.bucket(bucket).check()
+    }
+}
+
 impl<C: Clock> SessionRateLimiter<C> {
     /// A limiter on a given clock (tests use governor's `FakeRelativeClock`).
     pub fn with_clock(

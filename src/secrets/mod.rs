@@ -32,6 +32,8 @@ mod error;
 mod name;
 mod random;
 mod redact;
+mod scrub;
+mod session;
 mod set;
 mod store;
 
@@ -41,5 +43,7 @@ pub use error::SecretsError;
 pub use name::{Internal, NameProblem, Provider, SecretKey, SecretKind, SecretName};
 pub use random::{SIGNING_SECRET_BYTES, random_secret};
 pub use redact::{Redactor, SharedRedactor};
+pub use scrub::{Withheld, scrub, scrub_text};
+pub use session::SessionRedactor;
 pub use set::SecretSet;
 pub use store::{MIN_VALUE_LEN, MemoryStore, SecretStore};

@@ -144,6 +144,23 @@ impl Redactor {
         Self::new(self.secrets.iter().cloned().chain(pairs))
     }
 
+    /// Build from `(name, value)` pairs keeping every distinct value, several under one name
+    /// too (a rotated secret whose old value a running child may still hold).
+    pub fn new_keeping_all(
+        pairs: impl IntoIterator<Item = (String, SecretString)>,
+    ) -> Result<Self, SecretsError> {
+        let mut secrets: Vec<(String, SecretString)> = Vec::new();
+        for (name, value) in pairs {
+            let dup = secrets
+                .iter()
+                .any(|(n, v)| *n == name && v.expose_secret() == value.expose_secret());
+            if !value.expose_secret().is_empty() && !dup {
+                secrets.push((name, value));
+            }
+        }
+        Self::build(secrets)
+    }
+
     fn build(secrets: Vec<(String, SecretString)>) -> Result<Self, SecretsError> {
         let labels = secrets
             .iter()

@@ -108,3 +108,25 @@ fn unusable_rates_are_refused() {
         ));
     }
 }
+
+#[test]
+fn calls_reads_and_tasks_draw_from_buckets_of_their_own() {
+    use crate::identity::{RateBucket, SessionRateLimits};
+    let clock = FakeRelativeClock::default();
+    let section = RateLimitSection::default();
+    let limits = SessionRateLimits::with_clock(&section, Tier::User, clock.clone()).unwrap();
+    assert_eq!(limits.bucket(RateBucket::Calls).burst(), 180);
+    assert_eq!(limits.bucket(RateBucket::Reads).burst(), 360);
+    assert_eq!(limits.bucket(RateBucket::Tasks).burst(), 1800);
+    // Exhaust the reads: calls and tasks still pass.
+    for _ in 0..360 {
+        assert!(limits.check(RateBucket::Reads).is_ok());
+    }
+    assert!(limits.check(RateBucket::Reads).is_err());
+    assert!(limits.check(RateBucket::Calls).is_ok());
+    assert!(limits.check(RateBucket::Tasks).is_ok());
+    // Reads come back at their own pace: 120 a minute is one every 500 ms.
+    clock.advance(Duration::from_millis(500));
+    assert!(limits.check(RateBucket::Reads).is_ok());
+    assert!(limits.check(RateBucket::Reads).is_err());
+}

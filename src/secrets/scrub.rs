@@ -1,10 +1,10 @@
-//! Redaction on the way up: every result, error and notification a child sends towards the
-//! client passes through the session's redactor, which knows every secret handed to any child.
+//! Typed scrubbing: a value (a result, an error, a notification, a catalog entry) passed through
+//! the session's redactor by way of its JSON form, and a plain message scrubbed as text.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::secrets::SharedRedactor;
+use super::SharedRedactor;
 
 /// A redacted message no longer fit its type, so it was withheld (fail closed).
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,172 @@
+//! The catalog cache: what each server offered the last time it started, so that the client's
+//! first `tools/list` is answered at once while the children start in the background (Claude's
+//! first turn then already offers every tool).
+//!
+//! One file per server in the profile's data folder (`catalogs/NAME.json`, folder 0700, files
+//! 0600, written atomically). An entry is used only when its key matches: a hash of the server
+//! file's definition, the program its command resolves to, the names of the secrets it receives
+//! and the client capabilities the child is started with — any change there may change what the
+//! child offers. The catalog is written *after* the session's redactor has scrubbed it: the
+//! cache never holds a secret (names that held one are stored scrubbed; calls for them wait for
+//! the child, whose live catalog routes them).
+
+use std::path::{Path, PathBuf};
+
+use rmcp::model::ClientCapabilities;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::Catalog;
+use crate::config::Server;
+
+/// Bumped when the file layout changes: older entries are then ignored.
+const FORMAT: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    format: u32,
+    key: String,
+    catalog: Catalog,
+}
+
+/// The profile's catalog cache.
+#[derive(Debug, Clone)]
+pub struct CatalogCache {
+    dir: PathBuf,
+}
+
+impl CatalogCache {
+    /// A cache in `dir` (created on first write).
+    pub fn new(dir: PathBuf) -> Self {
+        CatalogCache { dir }
+    }
+
+    /// The key of `server` started for a client with `caps` (see the module docs).
+    pub fn key(server: &Server, caps: &ClientCapabilities) -> String {
+        let mut h = Sha256::new();
+        h.update(FORMAT.to_le_bytes());
+        h.update(serde_json::to_vec(&server.def).unwrap_or_default());
+        let base = server.path.parent().unwrap_or(Path::new("."));
+        let program = super::resolve_program(
+            &server.def.command,
+            base,
+            std::env::var_os("PATH").as_deref(),
+        )
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+        h.update([0]);
+        h.update(program.as_bytes());
+        h.update([0]);
+        h.update(serde_json::to_vec(caps).unwrap_or_default());
+        h.update([0]);
+        h.update(env!("CARGO_PKG_VERSION").as_bytes());
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn path(&self, server: &str) -> PathBuf {
+        self.dir.join(format!("{server}.json"))
+    }
+
+    /// The cached catalog of `server`, if one was written under `key`.
+    pub fn load(&self, server: &str, key: &str) -> Option<Catalog> {
+        let bytes = std::fs::read(self.path(server)).ok()?;
+        let entry: Entry = serde_json::from_slice(&bytes).ok()?;
+        (entry.format == FORMAT && entry.key == key).then_some(entry.catalog)
+    }
+
+    /// Write `catalog` (already scrubbed) for `server` under `key`: a temporary file with mode
+    /// 0600 renamed over the old one, so a reader never sees half a file.
+    pub fn store(&self, server: &str, key: &str, catalog: &Catalog) -> std::io::Result<()> {
+        create_private_dir(&self.dir)?;
+        let entry = Entry {
+            format: FORMAT,
+            key: key.to_string(),
+            catalog: catalog.clone(),
+        };
+        let bytes = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
+        let tmp = self
+            .dir
+            .join(format!(".{server}.{}.tmp", std::process::id()));
+        write_private(&tmp, &bytes)?;
+        std::fs::rename(&tmp, self.path(server))
+    }
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rmcp::model::Tool;
+
+    fn server(dir: &Path, command: &str) -> Server {
+        Server {
+            name: "s".into(),
+            path: dir.join("s.toml"),
+            def: toml::from_str(&format!("command = {command:?}")).unwrap(),
+        }
+    }
+
+    #[test]
+    fn an_entry_is_used_only_under_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CatalogCache::new(dir.path().join("catalogs"));
+        let s = server(dir.path(), "/bin/sh");
+        let caps = ClientCapabilities::default();
+        let key = CatalogCache::key(&s, &caps);
+        let mut catalog = Catalog::default();
+        catalog.tools.push(Tool::new(
+            "t",
+            "d",
+            std::sync::Arc::new(serde_json::Map::new()),
+        ));
+        cache.store("s", &key, &catalog).unwrap();
+        assert_eq!(cache.load("s", &key).unwrap().tools.len(), 1);
+        // Another command, other client capabilities: another key, no entry.
+        let other = CatalogCache::key(&server(dir.path(), "/bin/true"), &caps);
+        assert_ne!(other, key);
+        assert!(cache.load("s", &other).is_none());
+        let mut roots = ClientCapabilities::default();
+        roots.roots = Some(Default::default());
+        assert_ne!(CatalogCache::key(&s, &roots), key);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&dir.path().join("catalogs")), 0o700);
+            assert_eq!(mode(&dir.path().join("catalogs/s.json")), 0o600);
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! Issue #9, tried as an attacker would: a child that leaks its secret through everything but its
+//! results, six children with secrets started at once, every request kind after the token
+//! expired, reads under a rate limit, a method lastmile does not route.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::util::*;
+
+fn canary(tag: &str) -> String {
+    use secrecy::ExposeSecret;
+    let secret = lastmile::secrets::random_secret(18).unwrap();
+    let tail: String = secret
+        .expose_secret()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    format!("{tag}{tail}")
+}
+
+/// Every form of `value` the redactor promises to catch in a JSON line.
+fn forms(value: &str) -> Vec<String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    vec![
+        value.to_string(),
+        STANDARD.encode(value),
+        URL_SAFE_NO_PAD.encode(value),
+    ]
+}
+
+fn assert_clean(what: &str, text: &str, value: &str) {
+    for form in forms(value) {
+        assert!(
+            !text.contains(&form),
+            "{what} holds the secret (as {form}):\n{text}"
+        );
+    }
+}
+
+fn all_tiers() -> &'static str {
+    "tiers = [\"admin\", \"user\", \"service\", \"a2a\", \"mcp\", \"anonymous\"]"
+}
+
+#[tokio::test]
+async fn issue_9_catalogs_errors_and_notifications_never_carry_a_secret() {
+    let w = World::new();
+    let value = canary("catalog");
+    w.set_secret("LEAK_KEY", &value).await;
+    w.server_file(
+        "cat",
+        &format!(
+            "command = {FIXTURE:?}\nargs = [\"--leak-catalog\", \"LEAK_KEY\"]\n{}\nsecrets = [\"LEAK_KEY\"]\n",
+            all_tiers()
+        ),
+    );
+    let mut raw = RawClient::start(&w);
+    let mut seen: Vec<String> = vec![raw.initialize("2025-11-25").await];
+    let mut id = 1u64;
+    let mut ask = async |raw: &mut RawClient, method: &str, params: Value| {
+        id += 1;
+        let (answer, lines) = raw.request(id, method, params).await;
+        (answer, lines)
+    };
+
+    // Catalogs: every entry scrubbed; names and URIs that held the secret are aliases.
+    let (tools, lines) = ask(&mut raw, "tools/list", json!({})).await;
+    seen.extend(lines);
+    let names: Vec<String> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(names.contains(&"cat__leaky".to_string()), "{names:?}");
+    let alias = names
+        .iter()
+        .find(|n| n.starts_with("cat__key_"))
+        .expect("the secret-named tool is listed under an alias")
+        .clone();
+    assert!(
+        alias
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+        "{alias}"
+    );
+    for (method, _) in [
+        ("prompts/list", ()),
+        ("resources/list", ()),
+        ("resources/templates/list", ()),
+    ] {
+        let (_, lines) = ask(&mut raw, method, json!({})).await;
+        seen.extend(lines);
+    }
+    let listed = seen.join("\n");
+    assert!(listed.contains("[REDACTED:LEAK_KEY]"), "{listed}");
+    let resources = seen
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["result"]["resources"].is_array())
+        .unwrap();
+    let uri = resources["result"]["resources"][0]["uri"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(uri.starts_with("lastmile-alias://cat/"), "{uri}");
+
+    // The aliases still lead to the child's own names.
+    let (called, lines) = ask(
+        &mut raw,
+        "tools/call",
+        json!({"name": alias, "arguments": {}}),
+    )
+    .await;
+    seen.extend(lines);
+    assert_eq!(called["result"]["content"][0]["text"], "called", "{called}");
+    let (read, lines) = ask(&mut raw, "resources/read", json!({"uri": uri})).await;
+    seen.extend(lines);
+    assert_eq!(read["result"]["contents"][0]["text"], "the data", "{read}");
+
+    // Results, errors and notifications.
+    let (leaky, lines) = ask(
+        &mut raw,
+        "tools/call",
+        json!({"name": "cat__leaky", "arguments": {}, "_meta": {"progressToken": "p1"}}),
+    )
+    .await;
+    assert!(
+        leaky["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("[REDACTED:LEAK_KEY]")
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("notifications/message")),
+        "the log notification reached the client: {lines:?}"
+    );
+    seen.extend(lines);
+    let (failed, lines) = ask(
+        &mut raw,
+        "tools/call",
+        json!({"name": "cat__fail", "arguments": {}}),
+    )
+    .await;
+    assert!(failed.get("error").is_some(), "{failed}");
+    seen.extend(lines);
+    for method in ["resources/subscribe", "resources/unsubscribe"] {
+        let (answer, lines) = ask(&mut raw, method, json!({"uri": uri})).await;
+        assert!(answer.get("error").is_some(), "{method}: {answer}");
+        seen.extend(lines);
+    }
+    let (prompt, lines) = ask(
+        &mut raw,
+        "prompts/get",
+        json!({"name": "cat__p", "arguments": {"who": "x"}}),
+    )
+    .await;
+    assert!(prompt.get("result").is_some(), "{prompt}");
+    seen.extend(lines);
+    let (completion, lines) = ask(
+        &mut raw,
+        "completion/complete",
+        json!({"ref": {"type": "ref/prompt", "name": "cat__p"}, "argument": {"name": "who", "value": ""}}),
+    )
+    .await;
+    assert_eq!(
+        completion["result"]["completion"]["values"][0], "[REDACTED:LEAK_KEY]",
+        "{completion}"
+    );
+    seen.extend(lines);
+    let status = raw.finish().await;
+    assert!(status.success());
+
+    assert_clean("what the client received", &seen.join("\n"), &value);
+    assert_clean("the data folder (logs, audit database)", &w.logs(), &value);
+}
+
+#[tokio::test]
+async fn issue_9_six_servers_started_at_once_never_leak_a_secret() {
+    let w = World::new();
+    let values: Vec<String> = (0..6).map(|i| canary(&format!("race{i}x"))).collect();
+    for (i, v) in values.iter().enumerate() {
+        w.set_secret(&format!("RACE_KEY_{i}"), v).await;
+        w.fixture(
+            &format!("s{i}"),
+            &[],
+            &format!("secrets = [\"RACE_KEY_{i}\"]"),
+        );
+    }
+    for _round in 0..3 {
+        let s = w.serve().await;
+        let mut seen = String::new();
+        for i in 0..6 {
+            let r = s
+                .call(
+                    &format!("s{i}__leak"),
+                    json!({ "name": format!("RACE_KEY_{i}") }),
+                )
+                .await
+                .unwrap();
+            let text = serde_json::to_string(&r).unwrap();
+            assert!(text.contains(&format!("[REDACTED:RACE_KEY_{i}]")), "{text}");
+            seen.push_str(&text);
+        }
+        let stderr = s.close().await;
+        seen.push_str(&stderr);
+        for v in &values {
+            assert_clean("a session of six servers", &seen, v);
+        }
+    }
+    for v in &values {
+        assert_clean("the data folder", &w.logs(), v);
+    }
+}
+
+/// Every request that reaches a child or reveals the catalog is refused once the token expired,
+/// with the named reason; only the lifecycle requests still answer.
+#[tokio::test]
+async fn issue_9_after_expiry_every_request_kind_is_refused_by_name() {
+    let w = World::new();
+    w.require_auth("leeway = \"0s\"\n").await;
+    w.fixture("fx", &[], "");
+    let out = w
+        .run(&[
+            "token", "issue", "--sub", "eve", "--tier", "user", "--ttl", "2s",
+        ])
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let issued = Instant::now();
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let mut raw = RawClient::start_with(&w, |c| {
+        c.env("LASTMILE_TOKEN", &token);
+    });
+    raw.initialize("2025-11-25").await;
+    let (listed, _) = raw.request(2, "tools/list", json!({})).await;
+    assert!(listed.get("result").is_some(), "{listed}");
+
+    // The token's lifetime is the thing under test: wait it out (exp has one-second resolution).
+    let expiry = issued + Duration::from_millis(3200);
+    tokio::time::sleep_until(tokio::time::Instant::from_std(expiry)).await;
+
+    let kinds = [
+        ("tools/list", json!({})),
+        (
+            "tools/call",
+            json!({"name": "fx__echo", "arguments": {"text": "x"}}),
+        ),
+        ("prompts/list", json!({})),
+        (
+            "prompts/get",
+            json!({"name": "fx__greet", "arguments": {"name": "x"}}),
+        ),
+        ("resources/list", json!({})),
+        ("resources/templates/list", json!({})),
+        ("resources/read", json!({"uri": "fixture://fx/readme"})),
+        ("resources/subscribe", json!({"uri": "fixture://fx/readme"})),
+        (
+            "resources/unsubscribe",
+            json!({"uri": "fixture://fx/readme"}),
+        ),
+        (
+            "completion/complete",
+            json!({"ref": {"type": "ref/prompt", "name": "fx__greet"}, "argument": {"name": "name", "value": ""}}),
+        ),
+        ("logging/setLevel", json!({"level": "debug"})),
+        ("tasks/get", json!({"taskId": "t1"})),
+        ("vendor/unknown", json!({})),
+    ];
+    let mut id = 10;
+    for (method, params) in kinds {
+        id += 1;
+        let (answer, _) = raw.request(id, method, params).await;
+        let error = &answer["error"];
+        assert_eq!(error["code"], -32028, "{method}: {answer}");
+        assert!(
+            error["message"].as_str().unwrap().contains("expired"),
+            "{method}: {answer}"
+        );
+        assert_eq!(error["data"]["reason"], "expired", "{method}: {answer}");
+    }
+    let (pong, _) = raw.request(99, "ping", json!({})).await;
+    assert!(pong.get("result").is_some(), "ping stays exempt: {pong}");
+    assert!(raw.finish().await.success());
+
+    // Each refusal left an audit row, bound to the identity.
+    let out = w
+        .run(&["audit", "query", "--status", "denied", "--json"])
+        .await;
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert!(rows.len() >= 13, "{rows:?}");
+    assert!(rows.iter().all(|r| r["subject"] == "eve"), "{rows:?}");
+}
+
+#[tokio::test]
+async fn issue_9_reads_draw_from_their_own_rate_limit_bucket() {
+    let w = World::new();
+    w.require_auth("[rate_limit]\nreads_per_minute = 10\n")
+        .await;
+    w.fixture("fx", &[], "");
+    let token = w.token("reader", "user").await;
+    let mut raw = RawClient::start_with(&w, |c| {
+        c.env("LASTMILE_TOKEN", &token);
+    });
+    raw.initialize("2025-11-25").await;
+    // 10 a minute with a burst of 3x: 30 reads pass at once, then the bucket is empty.
+    let mut ok = 0;
+    let mut limited = 0;
+    for id in 2..62u64 {
+        let (answer, _) = raw
+            .request(id, "resources/read", json!({"uri": "fixture://fx/readme"}))
+            .await;
+        if answer.get("result").is_some() {
+            ok += 1;
+        } else {
+            assert_eq!(answer["error"]["code"], -32029, "{answer}");
+            assert_eq!(answer["error"]["data"]["bucket"], "reads", "{answer}");
+            limited += 1;
+        }
+    }
+    assert!((30..=31).contains(&ok), "{ok} reads passed");
+    assert_eq!(ok + limited, 60);
+    // Calls have a bucket of their own: a session that exhausted its reads can still call.
+    let (called, _) = raw
+        .request(
+            100,
+            "tools/call",
+            json!({"name": "fx__echo", "arguments": {"text": "hi"}}),
+        )
+        .await;
+    assert!(called.get("result").is_some(), "{called}");
+    assert!(raw.finish().await.success());
+
+    let out = w
+        .run(&["audit", "query", "--status", "rate_limited", "--json"])
+        .await;
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), limited, "{rows}");
+}
+
+#[tokio::test]
+async fn issue_9_a_method_lastmile_does_not_route_is_refused_and_audited() {
+    let w = World::new();
+    w.fixture("fx", &[], "");
+    let mut raw = RawClient::start(&w);
+    raw.initialize("2025-11-25").await;
+    let (answer, _) = raw.request(2, "vendor/secret-backdoor", json!({})).await;
+    assert_eq!(answer["error"]["code"], -32601, "{answer}");
+    assert!(raw.finish().await.success());
+    let out = w
+        .run(&["audit", "query", "--status", "error", "--json"])
+        .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("vendor/secret-backdoor"), "{text}");
+}
