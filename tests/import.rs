@@ -110,6 +110,9 @@ fn server_files(w: &World) -> Vec<String> {
     names
 }
 
+// Unix only: the default config locations come from HOME there; on Windows they come from the
+// Known Folders, which a test's temporary HOME does not redirect.
+#[cfg(unix)]
 #[tokio::test]
 async fn dry_run_shows_the_plan_and_changes_nothing() {
     let w = World::new();
@@ -260,6 +263,9 @@ async fn import_moves_credentials_to_the_keyring_then_rewrite_replaces_the_entri
     assert!(text(&out.stderr).contains("already migrated"), "{out:?}");
 }
 
+// Unix only: the default config locations come from HOME there; on Windows they come from the
+// Known Folders, which a test's temporary HOME does not redirect.
+#[cfg(unix)]
 #[tokio::test]
 async fn bad_input_is_named_and_leaves_nothing_half_written() {
     let w = World::new();
@@ -318,6 +324,9 @@ async fn bad_input_is_named_and_leaves_nothing_half_written() {
     assert_eq!(std::fs::read_to_string(&config).unwrap(), desktop_text());
 }
 
+// Unix only: the default config locations come from HOME there; on Windows they come from the
+// Known Folders, which a test's temporary HOME does not redirect.
+#[cfg(unix)]
 #[tokio::test]
 async fn claude_code_user_scope_and_each_project_into_its_own_profile() {
     let w = World::new();
@@ -384,6 +393,9 @@ async fn claude_code_user_scope_and_each_project_into_its_own_profile() {
 
 #[tokio::test]
 async fn a_git_tracked_mcp_json_is_rewritten_only_with_force() {
+    if crate::util::skipped_here("a_git_tracked_mcp_json_is_rewritten_only_with_force") {
+        return;
+    }
     let w = World::new();
     let repo = w.path("repo");
     std::fs::create_dir_all(&repo).unwrap();
@@ -468,6 +480,9 @@ async fn a_secret_that_cannot_be_stored_undoes_the_run() {
     );
 }
 
+// Unix only: the default config locations come from HOME there; on Windows they come from the
+// Known Folders, which a test's temporary HOME does not redirect.
+#[cfg(unix)]
 #[tokio::test]
 async fn a_partly_migrated_config_imports_only_what_is_left() {
     let w = World::new();
