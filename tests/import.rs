@@ -1,6 +1,10 @@
 //! `lastmile import`: every rule of the migration from a plain Claude config, through the real
 //! binary, with a temporary HOME so the platform's default paths resolve inside it.
 
+// Helpers only the Unix-only tests (file modes, /proc) use.
+#![cfg_attr(not(unix), allow(dead_code, unused_imports))]
+
+#[cfg(unix)]
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -19,6 +23,7 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+#[cfg(unix)]
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
@@ -105,6 +110,9 @@ fn server_files(w: &World) -> Vec<String> {
     names
 }
 
+// Unix only: the default config locations come from HOME there; on Windows they come from the
+// Known Folders, which a test's temporary HOME does not redirect.
+#[cfg(unix)]
 #[tokio::test]
 async fn dry_run_shows_the_plan_and_changes_nothing() {
     let w = World::new();
@@ -137,6 +145,8 @@ async fn dry_run_shows_the_plan_and_changes_nothing() {
     assert_eq!(std::fs::read_to_string(&config).unwrap(), desktop_text());
 }
 
+// Unix only: it checks owner-only file modes, which are not mapped to ACLs on Windows.
+#[cfg(unix)]
 #[tokio::test]
 async fn import_moves_credentials_to_the_keyring_then_rewrite_replaces_the_entries() {
     let w = World::new();
@@ -253,6 +263,9 @@ async fn import_moves_credentials_to_the_keyring_then_rewrite_replaces_the_entri
     assert!(text(&out.stderr).contains("already migrated"), "{out:?}");
 }
 
+// Unix only: the default config locations come from HOME there; on Windows they come from the
+// Known Folders, which a test's temporary HOME does not redirect.
+#[cfg(unix)]
 #[tokio::test]
 async fn bad_input_is_named_and_leaves_nothing_half_written() {
     let w = World::new();
@@ -311,6 +324,9 @@ async fn bad_input_is_named_and_leaves_nothing_half_written() {
     assert_eq!(std::fs::read_to_string(&config).unwrap(), desktop_text());
 }
 
+// Unix only: the default config locations come from HOME there; on Windows they come from the
+// Known Folders, which a test's temporary HOME does not redirect.
+#[cfg(unix)]
 #[tokio::test]
 async fn claude_code_user_scope_and_each_project_into_its_own_profile() {
     let w = World::new();
@@ -377,6 +393,9 @@ async fn claude_code_user_scope_and_each_project_into_its_own_profile() {
 
 #[tokio::test]
 async fn a_git_tracked_mcp_json_is_rewritten_only_with_force() {
+    if crate::util::skipped_here("a_git_tracked_mcp_json_is_rewritten_only_with_force") {
+        return;
+    }
     let w = World::new();
     let repo = w.path("repo");
     std::fs::create_dir_all(&repo).unwrap();
@@ -461,6 +480,9 @@ async fn a_secret_that_cannot_be_stored_undoes_the_run() {
     );
 }
 
+// Unix only: the default config locations come from HOME there; on Windows they come from the
+// Known Folders, which a test's temporary HOME does not redirect.
+#[cfg(unix)]
 #[tokio::test]
 async fn a_partly_migrated_config_imports_only_what_is_left() {
     let w = World::new();

@@ -8,6 +8,9 @@ use crate::util::*;
 
 #[tokio::test]
 async fn ten_slow_children_give_one_complete_list() {
+    if skipped_here("ten_slow_children_give_one_complete_list") {
+        return;
+    }
     let w = World::new();
     for i in 0..10 {
         w.fixture(
@@ -23,6 +26,9 @@ async fn ten_slow_children_give_one_complete_list() {
 
 #[tokio::test]
 async fn a_child_that_misses_its_startup_timeout_joins_later_with_list_changed() {
+    if skipped_here("a_child_that_misses_its_startup_timeout_joins_later_with_list_changed") {
+        return;
+    }
     let w = World::new();
     let marker = w.path("late.marker");
     w.fixture("quick", &[], "");
@@ -188,11 +194,11 @@ async fn two_hundred_concurrent_calls_across_three_children() {
 #[tokio::test]
 async fn a_child_flooding_stderr_is_contained() {
     let w = World::new();
-    // A shell "server" that floods stderr and never speaks MCP: it fails its start-up without
+    // A "server" that floods stderr and never speaks MCP: it fails its start-up without
     // stopping the gateway, and its output does not flood lastmile's own stderr.
     w.server_file(
         "noisy",
-        "command = \"sh\"\nargs = [\"-c\", \"yes flood >&2\"]\nstartup_timeout = \"500ms\"\nrestart = { max_tries = 0 }\ntiers = [\"admin\"]\n",
+        &format!("command = {FIXTURE:?}\nargs = [\"--flood-stderr\"]\nstartup_timeout = \"500ms\"\nrestart = {{ max_tries = 0 }}\ntiers = [\"admin\"]\n"),
     );
     w.fixture("alpha", &[], "");
     let s = w.serve().await;
@@ -221,6 +227,9 @@ async fn a_child_flooding_stderr_is_contained() {
     );
 }
 
+// Linux only: the fixture freezes itself with SIGSTOP and the test watches /proc; Windows has no
+// safe way to suspend a process.
+#[cfg(target_os = "linux")]
 #[tokio::test]
 async fn a_child_that_stops_reading_cannot_block_the_others() {
     let w = World::new();

@@ -2,7 +2,8 @@
 //! profile (so its own keyring service) per test. Values go in on stdin and must never come out
 //! on stdout or stderr.
 //!
-//! Kernel keyutils by default; `LASTMILE_TEST_KEYRING=secret-service` (inside
+//! The platform's keyring by default (kernel keyutils on Linux, the Credential Manager on
+//! Windows); `LASTMILE_TEST_KEYRING=secret-service` (inside
 //! `scripts/with-secret-service`) runs them against a real Secret Service.
 
 use std::io::Write;
@@ -26,14 +27,11 @@ struct KeyringEnv {
 impl KeyringEnv {
     /// `None` (with a message) when no real keyring was asked for.
     fn new() -> Option<Self> {
-        // Kernel keyutils is on every Linux machine, so it is the default; CI runs the suite again
-        // against a real Secret Service (scripts/with-secret-service).
-        let backend = match std::env::var("LASTMILE_TEST_KEYRING").as_deref() {
-            Ok("keyutils") | Err(_) => BackendKind::Keyutils,
-            Ok("secret-service") => BackendKind::SecretService,
-            Ok(other) => {
-                panic!("LASTMILE_TEST_KEYRING={other}: expected `keyutils` or `secret-service`")
-            }
+        // The platform's own keyring (kernel keyutils on Linux); CI runs the suite again against
+        // a real Secret Service (scripts/with-secret-service).
+        let backend = match crate::util::test_backend().parse::<BackendRequest>() {
+            Ok(BackendRequest::Force(kind)) => kind,
+            _ => panic!("LASTMILE_TEST_KEYRING names no backend (keyutils, secret-service, …)"),
         };
         let suffix = random_secret(9).expect("randomness");
         let suffix: String = suffix
@@ -270,6 +268,26 @@ fn bad_input_is_refused_by_name() {
     assert!(text(&out.stderr).contains("hint:"), "{out:?}");
     // Nothing was stored by any of them.
     assert!(env.store().list().unwrap().is_empty());
+}
+
+/// The Credential Manager holds at most 2,560 bytes an entry: one byte more is refused by name
+/// (and not echoed), the limit itself round-trips through the real store.
+#[cfg(windows)]
+#[test]
+fn the_credential_manager_limit_is_refused_by_name() {
+    let Some(env) = KeyringEnv::new() else { return };
+    let too_big = format!("big-{}", "x".repeat(2557));
+    let out = env.secrets(&["set", "BIG_KEY"], &too_big);
+    assert_eq!(out.status.code(), Some(exit_codes::USAGE as i32), "{out:?}");
+    assert!(text(&out.stderr).contains("2561 bytes"), "{out:?}");
+    assert!(text(&out.stderr).contains("(2560 bytes)"), "{out:?}");
+    assert_absent(&out, &too_big);
+    let fits = format!("fit-{}", "y".repeat(2556));
+    let out = env.secrets(&["set", "BIG_KEY"], &fits);
+    assert_eq!(out.status.code(), Some(exit_codes::OK as i32), "{out:?}");
+    let key = SecretKey::from_entry_name("BIG_KEY").unwrap();
+    let stored = env.store().get(&key).unwrap().expect("stored");
+    assert_eq!(stored.expose_secret(), fits);
 }
 
 #[test]

@@ -264,29 +264,28 @@ async fn children_get_a_cleared_environment() {
         "{dump}"
     );
     assert_eq!(env["MODE"], "demo");
-    assert!(
-        env.contains_key("PATH") && env.contains_key("HOME"),
-        "{dump}"
-    );
-    let allowed = [
-        "PATH",
-        "HOME",
-        "USER",
-        "LOGNAME",
-        "LANG",
-        "TMPDIR",
-        "MODE",
-        "LASTMILE_CUSTOM_SECRETS",
-    ];
-    for k in env.keys() {
+    // The home folder is HOME on Unix, USERPROFILE on Windows.
+    let home = if cfg!(windows) { "USERPROFILE" } else { "HOME" };
+    assert!(env.contains_key("PATH") && env.contains_key(home), "{dump}");
+    let allowed: Vec<&str> = lastmile::downstream::BASE_ENV
+        .iter()
+        .copied()
+        .chain(["MODE", "LASTMILE_CUSTOM_SECRETS"])
+        .collect();
+    // Wine adds its own variables to every process it starts, whatever the parent asked for.
+    let wine = cfg!(windows) && std::env::var_os("WINECONFIGDIR").is_some();
+    for k in env.keys().filter(|k| !(wine && k.starts_with("WINE"))) {
+        // Windows spells some names its own way (`ComSpec`); they are the same variable.
         assert!(
-            allowed.contains(&k.as_str()),
+            allowed.iter().any(|a| a.eq_ignore_ascii_case(k)),
             "unexpected variable {k} in the child"
         );
     }
     s.close().await;
 }
 
+// Windows has no process groups; a job object holds the tree (see no_orphans_after_a_hard_kill).
+#[cfg(target_os = "linux")]
 #[tokio::test]
 async fn each_child_runs_in_its_own_process_group() {
     let w = World::new();
@@ -357,17 +356,15 @@ async fn no_orphans_after_stdin_eof() {
     }
 }
 
+// Unix only: a test cannot send Windows' polite stop (a console event) to one windowless process.
+#[cfg(unix)]
 #[tokio::test]
 async fn no_orphans_after_sigterm() {
     let (w, pidfile) = stubborn_world().await;
     let s = w.serve().await;
     s.tool_names().await;
     let pids = read_pids(&pidfile).await;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(s.pid as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    terminate(s.pid);
     assert!(
         eventually(Duration::from_secs(10), || !alive(s.pid)).await,
         "lastmile did not exit on SIGTERM"
@@ -381,17 +378,17 @@ async fn no_orphans_after_sigterm() {
     s.close().await;
 }
 
+/// SIGKILL on Unix (the reaper cleans up), TerminateProcess on Windows (the job object does): the
+/// child, which ignores EOF and polite stops, and its grandchild are gone either way.
 #[tokio::test]
 async fn no_orphans_after_sigkill() {
     let (w, pidfile) = stubborn_world().await;
     let s = w.serve().await;
     s.tool_names().await;
     let pids = read_pids(&pidfile).await;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(s.pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    assert_eq!(pids.len(), 2, "the child and its grandchild");
+    assert!(pids.iter().all(|p| alive(*p)), "both run before the kill");
+    kill_hard(s.pid);
     assert!(eventually(Duration::from_secs(5), || !alive(s.pid)).await);
     for pid in pids {
         assert!(
@@ -497,4 +494,54 @@ async fn logs_go_to_a_json_file_with_child_stderr_tagged() {
         .unwrap_or_else(|| panic!("child stderr not in the log: {logs}"));
     let v: serde_json::Value = serde_json::from_str(line).expect("JSON lines");
     assert_eq!(v["fields"]["server"], "alpha", "{line}");
+}
+
+/// Windows, the npx way: a bare `command` resolves through PATHEXT to a `.cmd` beside an
+/// extensionless shell script of the same name (as npm installs them), and the server runs
+/// through it; an argument `cmd.exe` cannot be given safely is refused by name.
+#[cfg(windows)]
+#[tokio::test]
+async fn a_batch_file_found_through_pathext_runs_and_unsafe_arguments_are_refused_by_name() {
+    let w = World::new();
+    let bin = w.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(
+        bin.join("fixturectl"),
+        "#!/bin/sh\nexec lastmile-fixture \"$@\"\n",
+    )
+    .unwrap();
+    let fixture = std::path::absolute(FIXTURE).unwrap();
+    std::fs::write(
+        bin.join("fixturectl.cmd"),
+        format!("@\"{}\" %*\r\n", fixture.display()),
+    )
+    .unwrap();
+    let all_tiers = "tiers = [\"admin\"]\n";
+    w.server_file(
+        "viabat",
+        &format!("command = \"fixturectl\"\nargs = [\"--name\", \"viabat\"]\n{all_tiers}"),
+    );
+    w.server_file(
+        "unsafe",
+        &format!("command = \"fixturectl\"\nargs = [\"--name\", \"line\\nbreak\"]\n{all_tiers}"),
+    );
+    let mut path = std::ffi::OsString::from(&bin);
+    path.push(";");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    let s = w
+        .serve_with(|cmd| {
+            cmd.env("PATH", path);
+        })
+        .await;
+    let names = s.tool_names().await;
+    assert_eq!(names.len(), FIXTURE_TOOLS, "{names:?}");
+    assert!(names.iter().all(|n| n.starts_with("viabat__")), "{names:?}");
+    let r = s
+        .call("viabat__echo", json!({ "text": "via cmd" }))
+        .await
+        .unwrap();
+    assert_eq!(text_of(&r), "via cmd");
+    let stderr = s.close().await;
+    assert!(stderr.contains("fixturectl.cmd"), "{stderr}");
+    assert!(stderr.contains("it is a batch file"), "{stderr}");
 }

@@ -1,6 +1,10 @@
 //! The first commands a new user runs, through the real binary: `init`, `servers add|list|rm`,
 //! `tools`, `call`, `doctor`, `completions`, and the exit codes they end with.
 
+// Helpers only the Unix-only tests (file modes, /proc) use.
+#![cfg_attr(not(unix), allow(dead_code, unused_imports))]
+
+#[cfg(unix)]
 use std::os::unix::fs::PermissionsExt;
 
 use lastmile::exit_codes;
@@ -13,6 +17,7 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+#[cfg(unix)]
 fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
@@ -44,6 +49,8 @@ fn stored(w: &World, internal: Internal) -> Option<String> {
         .map(|s| s.expose_secret().to_string())
 }
 
+// Unix only: it checks owner-only file modes, which are not mapped to ACLs on Windows.
+#[cfg(unix)]
 #[tokio::test]
 async fn init_makes_a_private_profile_and_prints_the_client_entries_without_secrets() {
     let w = World::new();
@@ -87,6 +94,8 @@ async fn init_makes_a_private_profile_and_prints_the_client_entries_without_secr
     assert_eq!(stored(&w, Internal::SigningSecret).unwrap(), signing);
 }
 
+// Unix only: it checks owner-only file modes, which are not mapped to ACLs on Windows.
+#[cfg(unix)]
 #[tokio::test]
 async fn init_renews_a_token_that_expires_soon_and_tightens_loose_folders() {
     let w = World::new();
@@ -115,6 +124,8 @@ async fn init_renews_a_token_that_expires_soon_and_tightens_loose_folders() {
     assert_eq!(mode(&default_place(&w).join("servers.d")), 0o700);
 }
 
+// Unix only: it checks owner-only file modes, which are not mapped to ACLs on Windows.
+#[cfg(unix)]
 #[tokio::test]
 async fn servers_add_list_rm() {
     let w = World::new();
@@ -291,6 +302,8 @@ async fn run_init(w: &World) -> std::process::Output {
     w.run(&["init"]).await
 }
 
+// Unix only: it checks owner-only file modes, which are not mapped to ACLs on Windows.
+#[cfg(unix)]
 #[tokio::test]
 async fn doctor_passes_a_sound_profile_and_names_each_problem() {
     let w = World::new();
@@ -368,6 +381,7 @@ async fn the_readme_lists_every_exit_code() {
 }
 
 /// The `serve` child of `pid`, by its command line.
+#[cfg(target_os = "linux")]
 fn serve_child_of(pid: u32) -> Option<u32> {
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
         let child: u32 = e.file_name().to_str()?.parse().ok()?;
@@ -383,6 +397,8 @@ fn serve_child_of(pid: u32) -> Option<u32> {
     })
 }
 
+// Linux only: it reads the serve process's argv and environment from /proc.
+#[cfg(target_os = "linux")]
 #[tokio::test]
 async fn call_as_a_tier_hands_the_token_over_in_a_file_never_in_argv_or_env() {
     let w = World::new();

@@ -29,11 +29,49 @@ pub struct World {
     pub backend: String,
 }
 
-/// The keyring backend tests use: `LASTMILE_TEST_KEYRING` (`keyutils`, `secret-service`), else
-/// kernel keyutils, which every Linux machine has.
+/// The keyring backend tests use: `LASTMILE_TEST_KEYRING` (`keyutils`, `secret-service`, …),
+/// else the platform's own: kernel keyutils, which every Linux machine has; the Credential
+/// Manager on Windows; the login Keychain on macOS.
 pub fn test_backend() -> String {
-    std::env::var("LASTMILE_TEST_KEYRING").unwrap_or_else(|_| "keyutils".into())
+    let native = if cfg!(windows) {
+        "windows"
+    } else if cfg!(target_os = "macos") {
+        "keychain"
+    } else {
+        "keyutils"
+    };
+    std::env::var("LASTMILE_TEST_KEYRING").unwrap_or_else(|_| native.into())
 }
+
+/// Why a test cannot run on this runner, from `LASTMILE_TEST_SKIP` (a comma-separated list of
+/// names that the CI script sets for one runner, e.g. under Wine), printed so the skip shows.
+pub fn skipped_here(name: &str) -> bool {
+    let skip = std::env::var("LASTMILE_TEST_SKIP").unwrap_or_default();
+    let hit = skip.split(',').any(|s| s.trim() == name);
+    if hit {
+        eprintln!("skipped on this runner: {name} (LASTMILE_TEST_SKIP)");
+    }
+    hit
+}
+
+/// Variables Windows programs need to work at all (the profile folders, the system root); a
+/// test's `lastmile` gets them from the test's own environment.
+#[cfg(windows)]
+const WINDOWS_BASE: &[&str] = &[
+    "SystemRoot",
+    "SystemDrive",
+    "windir",
+    "PATHEXT",
+    "COMSPEC",
+    "TEMP",
+    "TMP",
+    "USERPROFILE",
+    "USERNAME",
+    "APPDATA",
+    "LOCALAPPDATA",
+    "ProgramData",
+    "ProgramFiles",
+];
 
 impl Drop for World {
     fn drop(&mut self) {
@@ -125,6 +163,12 @@ impl World {
             .kill_on_drop(true);
         // The Secret Service backend finds its session bus through these.
         for var in ["DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR"] {
+            if let Some(v) = std::env::var_os(var) {
+                cmd.env(var, v);
+            }
+        }
+        #[cfg(windows)]
+        for var in WINDOWS_BASE {
             if let Some(v) = std::env::var_os(var) {
                 cmd.env(var, v);
             }
@@ -324,6 +368,7 @@ pub fn text_of(r: &CallToolResult) -> String {
 }
 
 /// A process's state letter from /proc (R, S, T, Z, …), or "" when it is gone.
+#[cfg(target_os = "linux")]
 pub fn process_state(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
@@ -337,6 +382,7 @@ pub fn process_state(pid: u32) -> String {
 }
 
 /// Whether a process is alive (and not a zombie).
+#[cfg(target_os = "linux")]
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
@@ -348,6 +394,105 @@ pub fn alive(pid: u32) -> bool {
             state != "Z" && state != "X"
         }
         Err(_) => false,
+    }
+}
+
+/// Whether a process is alive (and not a zombie).
+#[cfg(not(target_os = "linux"))]
+pub fn alive(pid: u32) -> bool {
+    platform::alive(pid)
+}
+
+/// Kill a process outright (SIGKILL; TerminateProcess on Windows), as a crash or the OOM killer
+/// would.
+pub fn kill_hard(pid: u32) {
+    #[cfg(unix)]
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("SIGKILL");
+    #[cfg(not(unix))]
+    assert!(platform::kill(pid), "cannot kill process {pid}");
+}
+
+/// Ask a process to stop (SIGTERM). Unix only: Windows has no signal a test can send to one
+/// windowless process (console events go to a whole console).
+#[cfg(unix)]
+pub fn terminate(pid: u32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+}
+
+/// The command line of every process we can see, one string each.
+pub fn command_lines() -> Vec<(String, String)> {
+    #[cfg(target_os = "linux")]
+    {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+                Some((
+                    e.path().display().to_string(),
+                    String::from_utf8_lossy(&cmdline).into_owned(),
+                ))
+            })
+            .collect()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        platform::command_lines()
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod platform {
+    use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
+
+    fn system(pid: Option<u32>) -> System {
+        let mut sys = System::new();
+        let which = pid.map(|p| [Pid::from_u32(p)]);
+        let what = match &which {
+            Some(p) => ProcessesToUpdate::Some(p),
+            None => ProcessesToUpdate::All,
+        };
+        sys.refresh_processes_specifics(
+            what,
+            true,
+            ProcessRefreshKind::nothing().with_cmd(UpdateKind::Always),
+        );
+        sys
+    }
+
+    pub fn alive(pid: u32) -> bool {
+        system(Some(pid))
+            .process(Pid::from_u32(pid))
+            .is_some_and(|p| p.exists())
+    }
+
+    pub fn kill(pid: u32) -> bool {
+        system(Some(pid))
+            .process(Pid::from_u32(pid))
+            .is_some_and(|p| p.kill())
+    }
+
+    pub fn command_lines() -> Vec<(String, String)> {
+        system(None)
+            .processes()
+            .iter()
+            .map(|(pid, p)| {
+                let line: Vec<String> = p
+                    .cmd()
+                    .iter()
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect();
+                (pid.to_string(), line.join(" "))
+            })
+            .collect()
     }
 }
 

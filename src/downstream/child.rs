@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::reaper::ReaperLink;
-use super::spawn::{ChildEnv, SpawnError, build_command};
+use super::spawn::{ChildEnv, SpawnError, build_command, spawn_failed};
 use super::upstream::Upstream;
 use crate::config::Server;
 
@@ -229,10 +229,8 @@ impl Child {
     ) -> Result<(Child, Catalog), StartError> {
         let name: Arc<str> = server.name.as_str().into();
         let mut wrap = build_command(server, &env)?;
-        let mut process = wrap.spawn().map_err(|e| SpawnError::Os {
-            program: server.def.command.clone(),
-            message: e.to_string(),
-        })?;
+        let spawned = wrap.spawn();
+        let mut process = spawned.map_err(|e| spawn_failed(&server.def.command, &wrap, e))?;
         let pid = process.id();
         if let (Some(reaper), Some(pid)) = (&cx.reaper, pid) {
             reaper.register(pid);
@@ -479,9 +477,9 @@ async fn stop_process(process: &mut dyn ChildWrapper, name: &str) {
     let exited = tokio::time::timeout(STOP_GRACE, process.wait())
         .await
         .is_ok();
+    #[cfg(unix)]
     if !exited {
         tracing::info!(server = %name, "child still running after stdin closed; sending SIGTERM");
-        #[cfg(unix)]
         let _ = process.signal(nix::sys::signal::Signal::SIGTERM as i32);
         if tokio::time::timeout(STOP_GRACE, process.wait())
             .await
@@ -489,6 +487,11 @@ async fn stop_process(process: &mut dyn ChildWrapper, name: &str) {
         {
             tracing::warn!(server = %name, "child ignored SIGTERM; killing it");
         }
+    }
+    // Windows has no polite stop for a windowless process: ending the job comes next.
+    #[cfg(windows)]
+    if !exited {
+        tracing::warn!(server = %name, "child still running after stdin closed; ending its job");
     }
     // Kill whatever is left of the process group (the leader, if it is still there, and any
     // grandchildren it left behind). ProcessGroup's kill targets the whole group.

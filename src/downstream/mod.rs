@@ -7,6 +7,7 @@ pub mod isolate;
 mod reaper;
 mod spawn;
 mod upstream;
+mod windows;
 
 pub use cache::CatalogCache;
 pub use child::{

@@ -46,6 +46,16 @@ pub enum SpawnError {
         /// Where it was looked for.
         searched: String,
     },
+    /// Windows: the program is a batch file (`npx.cmd`) and an argument holds a character
+    /// `cmd.exe` cannot be made to read literally (a line break, say); Rust refuses to start it
+    /// rather than let `cmd.exe` run something else.
+    #[error(
+        "cannot start `{program}`: it is a batch file, and an argument in `args` holds a character cmd.exe cannot be given safely (such as a line break)\nhint: remove that character from `args`, or point `command` at the program the batch file runs (for npx: `node` with the package's script)"
+    )]
+    BatchArguments {
+        /// The resolved batch file.
+        program: String,
+    },
     /// The OS refused to start it.
     #[error("cannot start `{program}`: {message}")]
     Os {
@@ -76,27 +86,32 @@ pub fn resolve_program(
         } else {
             base_dir.join(as_path)
         };
-        return if is_executable(&full) {
-            Ok(full)
-        } else {
-            Err(SpawnError::NotFound {
-                command: command.to_string(),
-                searched: format!(" at {}", full.display()),
-            })
-        };
+        // Windows: `../bin/server` names `../bin/server.exe`, as it does for CreateProcess, even
+        // beside an extensionless file of that name (which Windows cannot run).
+        #[cfg(windows)]
+        if let Some(found) = first_pathext(full.parent(), &full) {
+            return Ok(found);
+        }
+        if is_executable(&full) {
+            return Ok(full);
+        }
+        return Err(SpawnError::NotFound {
+            command: command.to_string(),
+            searched: format!(" at {}", full.display()),
+        });
     }
     if let Some(path_var) = path_var {
         for dir in std::env::split_paths(path_var) {
-            let candidate = dir.join(command);
-            if is_executable(&candidate) {
-                return Ok(candidate);
-            }
+            #[cfg(not(windows))]
+            let candidates = [dir.join(command)];
             #[cfg(windows)]
-            for ext in ["exe", "cmd", "bat"] {
-                let c = candidate.with_extension(ext);
-                if is_executable(&c) {
-                    return Ok(c);
-                }
+            let candidates = super::windows::pathext_candidates(
+                &dir,
+                command,
+                std::env::var_os("PATHEXT").as_deref(),
+            );
+            if let Some(found) = candidates.into_iter().find(|c| is_executable(c)) {
+                return Ok(found);
             }
         }
     }
@@ -104,6 +119,15 @@ pub fn resolve_program(
         command: command.to_string(),
         searched: " on PATH".into(),
     })
+}
+
+#[cfg(windows)]
+fn first_pathext(dir: Option<&Path>, full: &Path) -> Option<PathBuf> {
+    let name = full.file_name()?.to_str()?;
+    let pathext = std::env::var_os("PATHEXT");
+    super::windows::pathext_candidates(dir?, name, pathext.as_deref())
+        .into_iter()
+        .find(|c| is_executable(c))
 }
 
 #[cfg(unix)]
@@ -149,7 +173,7 @@ impl ChildEnv {
     ) -> Self {
         let mut plain: Vec<(OsString, OsString)> = parent
             .into_iter()
-            .filter(|(k, _)| BASE_ENV.iter().any(|b| OsStr::new(b) == k.as_os_str()))
+            .filter(|(k, _)| BASE_ENV.iter().any(|b| super::windows::same_var(k, b)))
             .filter(|(k, _)| !file_env.contains_key(&*k.to_string_lossy()))
             .collect();
         plain.extend(
@@ -178,7 +202,7 @@ impl ChildEnv {
     pub fn path_var(&self) -> Option<&OsStr> {
         self.plain
             .iter()
-            .find(|(k, _)| k == "PATH")
+            .find(|(k, _)| super::windows::same_var(k, "PATH"))
             .map(|(_, v)| v.as_os_str())
     }
 
@@ -189,6 +213,20 @@ impl ChildEnv {
             .map(|(k, _)| k.to_string_lossy().into_owned())
             .chain(self.secrets.iter().map(|(k, _)| k.clone()))
             .collect()
+    }
+}
+
+/// Name a failed spawn of `wrap` (built by [`build_command`] for `command`).
+pub fn spawn_failed(command: &str, wrap: &CommandWrap, error: std::io::Error) -> SpawnError {
+    let program = Path::new(wrap.command().as_std().get_program());
+    if super::windows::is_batch_refusal(program, &error) {
+        return SpawnError::BatchArguments {
+            program: program.display().to_string(),
+        };
+    }
+    SpawnError::Os {
+        program: command.to_string(),
+        message: error.to_string(),
     }
 }
 
@@ -216,7 +254,7 @@ pub fn build_command(server: &Server, env: &ChildEnv) -> Result<CommandWrap, Spa
     #[cfg(unix)]
     wrap.wrap(process_wrap::tokio::ProcessGroup::leader());
     #[cfg(windows)]
-    wrap.wrap(process_wrap::tokio::JobObject);
+    super::windows::wrap(&mut wrap);
     wrap.wrap(process_wrap::tokio::KillOnDrop);
     Ok(wrap)
 }
@@ -349,8 +387,18 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("not found"));
-        let sh = resolve_program("sh", dir.path(), Some(OsStr::new("/usr/bin:/bin"))).unwrap();
-        assert!(sh.is_absolute());
+        #[cfg(unix)]
+        let (name, path) = ("sh", OsString::from("/usr/bin:/bin"));
+        // Found through PATHEXT: `cmd` is `cmd.exe`.
+        #[cfg(windows)]
+        let (name, path) = (
+            "cmd",
+            std::path::Path::new(&std::env::var_os("SystemRoot").unwrap())
+                .join("system32")
+                .into_os_string(),
+        );
+        let found = resolve_program(name, dir.path(), Some(&path)).unwrap();
+        assert!(found.is_absolute());
         assert!(resolve_program("./missing", dir.path(), None).is_err());
     }
 }

@@ -253,6 +253,7 @@ impl RawStore for KeyringRaw {
     }
 
     fn set(&self, entry: &str, value: &str) -> Result<(), SecretsError> {
+        check_size(self.kind, entry, value.len())?;
         self.entry(entry)?
             .set_secret(value.as_bytes())
             .map_err(|e| map_error(self.kind, e))
@@ -264,6 +265,22 @@ impl RawStore for KeyringRaw {
             Err(keyring_core::Error::NoEntry) => Ok(false),
             Err(e) => Err(map_error(self.kind, e)),
         }
+    }
+}
+
+/// The most bytes one Windows Credential Manager entry holds (`CRED_MAX_CREDENTIAL_BLOB_SIZE`).
+pub(crate) const WINDOWS_CREDENTIAL_MAX: usize = 2560;
+
+/// Refuse, by name, a value the backend cannot hold, before the platform fails less clearly.
+fn check_size(kind: BackendKind, entry: &str, len: usize) -> Result<(), SecretsError> {
+    match kind {
+        BackendKind::Windows if len > WINDOWS_CREDENTIAL_MAX => Err(SecretsError::TooLarge {
+            name: entry.to_string(),
+            backend: kind,
+            len,
+            limit: WINDOWS_CREDENTIAL_MAX,
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -429,6 +446,19 @@ mod platform {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_credential_manager_limit_is_a_named_error() {
+        let ok = check_size(BackendKind::Windows, "BIG_KEY", WINDOWS_CREDENTIAL_MAX);
+        assert!(ok.is_ok());
+        let err = check_size(BackendKind::Windows, "BIG_KEY", WINDOWS_CREDENTIAL_MAX + 1);
+        assert!(
+            matches!(err, Err(SecretsError::TooLarge { ref name, len: 2561, limit: 2560, .. }) if name == "BIG_KEY"),
+            "{err:?}"
+        );
+        // Other keyrings take more; their own limits come back from the platform.
+        assert!(check_size(BackendKind::Keyutils, "BIG_KEY", 4096).is_ok());
+    }
 
     #[test]
     fn requests_parse() {

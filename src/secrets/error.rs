@@ -83,6 +83,21 @@ pub enum SecretsError {
         /// The minimum length in bytes.
         min: usize,
     },
+    /// The value is larger than the keyring can hold: the Windows Credential Manager keeps at most
+    /// 2,560 bytes (`CRED_MAX_CREDENTIAL_BLOB_SIZE`) per entry.
+    #[error(
+        "the value of `{name}` is {len} bytes, more than the {backend} holds ({limit} bytes)\nhint: store a shorter credential (a token rather than a whole key file), or keep the file on disk and give the server its path in `env`"
+    )]
+    TooLarge {
+        /// The entry's name.
+        name: String,
+        /// The backend that refuses it.
+        backend: BackendKind,
+        /// The value's size in bytes.
+        len: usize,
+        /// The backend's limit in bytes.
+        limit: usize,
+    },
     /// A stored value is not UTF-8 text (its bytes are dropped, never shown).
     #[error(
         "the keyring entry `{name}` is not UTF-8 text\nhint: set it again with `lastmile secrets set {name}`"
@@ -127,6 +142,7 @@ impl SecretsError {
             SecretsError::InvalidName { .. }
                 | SecretsError::EmptyValue { .. }
                 | SecretsError::TooShort { .. }
+                | SecretsError::TooLarge { .. }
                 | SecretsError::UnknownBackend(_)
         )
     }
@@ -168,6 +184,12 @@ mod tests {
             },
             SecretsError::NotText {
                 name: "A_KEY".into(),
+            },
+            SecretsError::TooLarge {
+                name: "A_KEY".into(),
+                backend: BackendKind::Windows,
+                len: 4096,
+                limit: 2560,
             },
             SecretsError::Platform {
                 backend: BackendKind::Keychain,
