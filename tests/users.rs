@@ -454,3 +454,36 @@ async fn tools_waits_for_a_server_announced_after_the_first_list() {
     let out = w.run(&["call", "slow__echo", r#"{"text": "late"}"#]).await;
     assert_eq!(code(&out), Some(exit_codes::OK as i32), "{out:?}");
 }
+
+#[tokio::test]
+async fn servers_list_shows_the_last_start_the_gateway_recorded() {
+    let w = World::new();
+    w.fixture("good", &[], "");
+    w.fixture("bad", &["--fail-start"], "[restart]\nmax_tries = 0");
+    let s = w.serve().await;
+    assert!(s.tool_names().await.iter().any(|n| n.starts_with("good__")));
+    let status = w.data_dir().join("servers");
+    crate::util::eventually(std::time::Duration::from_secs(10), || {
+        status.join("good.status.json").exists() && status.join("bad.status.json").exists()
+    })
+    .await;
+    s.close().await;
+    let out = w.run(&["servers", "list", "--json"]).await;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by_name = |n: &str| {
+        json.as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == n)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(by_name("good")["last_start"]["ok"], true, "{json}");
+    assert_eq!(by_name("bad")["last_start"]["ok"], false, "{json}");
+    assert!(
+        by_name("bad")["last_start"]["reason"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "{json}"
+    );
+}

@@ -149,7 +149,8 @@ pub(crate) fn run(global: &GlobalArgs, args: ServeArgs) -> u8 {
         crate::telemetry::set_scrubber(client.redactor().clone());
         learn_every_secret(&client, store.clone(), &servers).await;
         let env_builder = secrets_env_builder(store, Arc::clone(&client));
-        let cache = CatalogCache::new(profile.data_dir.join("catalogs"));
+        let cache = CatalogCache::new(profile.data_dir.join("catalogs"))
+            .with_start_records(profile.data_dir.join("servers"));
         let hub = Hub::new(servers, config.defaults.clone(), reaper, env_builder, client.clone(), Some(cache));
         let code = serve_stdio(Guarded::new(Face::new(Arc::clone(&hub), Arc::clone(&client)))).await;
         hub.stop_all().await;

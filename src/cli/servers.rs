@@ -2,8 +2,8 @@
 //! `servers.d/`. Nothing here starts a server.
 //!
 //! `list` shows each server's last start as the gateway records it in the data folder
-//! (`servers/NAME.status.json`: `{"at_ms": …, "ok": true|false, "reason": "…"}`); until the
-//! gateway writes that file a server shows as "never started".
+//! (`servers/NAME.status.json`: `{"at_ms": …, "ok": true|false, "reason": "…"}`, written by
+//! the gateway at each start); a server that never started shows as "never started".
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -29,16 +29,54 @@ struct Entry {
     catalog: Catalog,
 }
 
-/// The profile's catalog cache.
+/// The profile's catalog cache, and the record of each server's last start beside it.
 #[derive(Debug, Clone)]
 pub struct CatalogCache {
     dir: PathBuf,
+    starts: Option<PathBuf>,
+}
+
+/// One server's last start, as `lastmile servers list` shows it (`servers/NAME.status.json`).
+#[derive(Serialize)]
+struct StartRecord<'a> {
+    at_ms: i64,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
 }
 
 impl CatalogCache {
     /// A cache in `dir` (created on first write).
     pub fn new(dir: PathBuf) -> Self {
-        CatalogCache { dir }
+        CatalogCache { dir, starts: None }
+    }
+
+    /// Also record each server's last start in `dir` (created on first write).
+    pub fn with_start_records(mut self, dir: PathBuf) -> Self {
+        self.starts = Some(dir);
+        self
+    }
+
+    /// Record that `server` started (`reason` is `None`) or failed to, with `reason` (already
+    /// scrubbed: it may quote the child).
+    pub fn record_start(&self, server: &str, reason: Option<&str>) -> std::io::Result<()> {
+        let Some(dir) = &self.starts else {
+            return Ok(());
+        };
+        create_private_dir(dir)?;
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        let record = StartRecord {
+            at_ms,
+            ok: reason.is_none(),
+            reason,
+        };
+        let bytes = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
+        let tmp = dir.join(format!(".{server}.{}.tmp", std::process::id()));
+        write_private(&tmp, &bytes)?;
+        std::fs::rename(&tmp, dir.join(format!("{server}.status.json")))
     }
 
     /// The key of `server` started for a client with `caps` (see the module docs).

@@ -259,6 +259,7 @@ impl Hub {
             Ok(env) => env,
             Err(reason) => {
                 tracing::error!(server = %name, "not started: {reason}");
+                self.record_start(index, Some(&reason));
                 self.forget_cached(index);
                 slot.set_status(SlotStatus::Failed(reason));
                 self.rebuild();
@@ -279,6 +280,7 @@ impl Hub {
                 }
                 tracing::info!(server = %name, tools = catalog.tools.len(), prompts = catalog.prompts.len(), resources = catalog.resources.len(), "server ready");
                 self.remember(index, &catalog);
+                self.record_start(index, None);
                 if let Ok(mut c) = slot.catalog.lock() {
                     *c = Some(catalog);
                 }
@@ -291,6 +293,7 @@ impl Hub {
             Err(e) => {
                 tracing::error!(server = %name, "not started: {e}");
                 let retry = !matches!(e, StartError::Spawn(_));
+                self.record_start(index, Some(&e.to_string()));
                 self.forget_cached(index);
                 slot.set_status(SlotStatus::Failed(e.to_string()));
                 self.rebuild();
@@ -411,6 +414,20 @@ impl Hub {
         tokio::task::spawn_blocking(move || {
             if let Err(e) = cache.store(&name, &key, &clean) {
                 tracing::warn!(server = %name, "cannot write the catalog cache: {e}");
+            }
+        });
+    }
+
+    /// Record a start's outcome for `lastmile servers list` (the reason scrubbed first).
+    fn record_start(&self, index: usize, failure: Option<&str>) {
+        let Some(cache) = self.cache.clone() else {
+            return;
+        };
+        let name = self.slots[index].server.name.clone();
+        let reason = failure.map(|r| self.upstream.redactor().scrub(r).0.into_owned());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = cache.record_start(&name, reason.as_deref()) {
+                tracing::warn!(server = %name, "cannot record the start: {e}");
             }
         });
     }
