@@ -122,11 +122,47 @@ pub(crate) enum CliError {
         /// How many.
         count: usize,
     },
-    /// The audit chain is broken. (For `audit verify` and `prune` when they adopt this type.)
-    #[allow(dead_code)]
+    /// The audit chain is broken: `audit verify` found it, or `serve` refuses to append to it.
     #[error("the audit log was tampered with: {detail}")]
     AuditTampered {
         /// The finding.
+        detail: String,
+    },
+    /// `serve`: the config folder or a file in it can be changed by someone else (each path was
+    /// reported before, with its fix).
+    #[error(
+        "refusing to serve: {count} path(s) of the configuration can be changed by someone other than you\nhint: run the chmod/chown shown for each path above"
+    )]
+    UnsafePermissions {
+        /// How many paths.
+        count: usize,
+    },
+    /// `serve`: the auth mode needs the signing secret, but no secret store could be opened.
+    #[error(
+        "refusing to boot: auth.mode = {mode} needs the signing secret, but no secret store could be opened\nhint: run `lastmile secrets status`; on a headless Linux machine `--secrets-backend keyutils` works"
+    )]
+    NoSecretStore {
+        /// The profile's auth mode.
+        mode: String,
+    },
+    /// `serve`: the authenticator could not be set up (a weak or missing signing secret, or
+    /// disabled auth without its switch). The wrapped error carries its hint.
+    #[error("refusing to boot: {0}")]
+    AuthSetup(#[from] crate::identity::AuthSetupError),
+    /// `serve`: the session was refused (no usable token in `required` mode).
+    #[error("session refused: {reason}\n{hint}")]
+    SessionRefused {
+        /// Every source tried and why it failed.
+        reason: String,
+        /// What to do (a `hint:` line).
+        hint: &'static str,
+    },
+    /// `serve`: the audit log cannot be opened and the profile does not allow serving without it.
+    #[error(
+        "cannot open the audit log: {detail}\nhint: run `lastmile doctor`; the log folder says more"
+    )]
+    AuditUnavailable {
+        /// What failed.
         detail: String,
     },
     /// Anything else (an internal failure with no better name).
@@ -158,6 +194,14 @@ impl CliError {
             CliError::ToolFailed { .. } => exit_codes::TOOL_FAILED,
             CliError::CheckFailed { .. } => exit_codes::CHECK_FAILED,
             CliError::AuditTampered { .. } => exit_codes::AUDIT_TAMPERED,
+            CliError::UnsafePermissions { .. } => exit_codes::UNSAFE_PERMISSIONS,
+            CliError::NoSecretStore { .. } => exit_codes::SECRETS_UNAVAILABLE,
+            CliError::AuthSetup(crate::identity::AuthSetupError::DisabledNotAllowed) => {
+                exit_codes::CONFIG_INVALID
+            }
+            CliError::AuthSetup(_) => exit_codes::WEAK_SIGNING_SECRET,
+            CliError::SessionRefused { .. } => exit_codes::AUTH_REFUSED,
+            CliError::AuditUnavailable { .. } => exit_codes::AUDIT_UNAVAILABLE,
         }
     }
 

@@ -12,6 +12,7 @@ use rmcp::{ErrorData as McpError, ServerHandler, ServiceExt};
 use secrecy::SecretString;
 
 use super::GlobalArgs;
+use super::error::CliError;
 use crate::audit::{
     AuditKey, AuditSink, AuditWriter, SessionEvent, SessionRecord, Transport, db_path, now_ms,
 };
@@ -20,8 +21,7 @@ use crate::downstream::{CatalogCache, ChildEnv, ReaperLink};
 use crate::exit_codes;
 use crate::gateway::{ClientSession, EnvBuilder, Face, Gate, Guarded, Hub};
 use crate::identity::{
-    AuthSetupError, Authenticator, Session, SessionRateLimits, TokenSources,
-    disabled_auth_allowed_by_env,
+    Authenticator, Session, SessionRateLimits, TokenSources, disabled_auth_allowed_by_env,
 };
 use crate::secrets::{
     BackendRequest, CUSTOM_SECRETS_VAR, ChildSecrets, Internal, SecretKey, SecretStore,
@@ -41,55 +41,48 @@ pub(crate) fn run(global: &GlobalArgs, args: ServeArgs) -> u8 {
     crate::downstream::isolate::make_non_dumpable();
     let profile = match Profile::locate(&global.profile, global.config_dir.clone()) {
         Ok(p) => p,
-        Err(e) => {
-            super::Printer.err(format!("error: {e}"));
-            return exit_codes::CONFIG_INVALID;
-        }
+        // No log folder yet: the user's terminal (or the client's stderr) is the only place.
+        Err(e) => return super::error::finish(Err(CliError::Profile(e))),
     };
     let _log = crate::telemetry::init_serving(&profile.log_dir());
-    if let Some(code) = super::servers::refuse_unsafe_config(&profile) {
-        return code;
-    }
-    let config = match profile.load_config() {
-        Ok(c) => c,
+    match serve(global, args, &profile) {
+        Ok(code) => code,
         Err(e) => {
-            tracing::error!("{e}");
-            return exit_codes::CONFIG_INVALID;
+            // The log file and stderr (through the log's warning layer) both get it; a refused
+            // session was reported before the client was answered.
+            if !matches!(e, CliError::SessionRefused { .. }) {
+                tracing::error!("{e}");
+            }
+            e.exit_code()
         }
-    };
+    }
+}
+
+/// Everything `serve` does once its log is open. Refusals before the session starts are
+/// `CliError`s (one mapping to exit codes); the session's own outcome is its exit code.
+fn serve(global: &GlobalArgs, args: ServeArgs, profile: &Profile) -> Result<u8, CliError> {
+    let profile = profile.clone();
+    super::servers::refuse_unsafe_config(&profile)?;
+    let config = profile.load_config()?;
     let loaded = load_servers_dir(&profile.servers_dir());
     for problem in &loaded.problems {
         tracing::warn!("skipping server: {problem}");
     }
     let store = open_secret_store(global, &profile);
     if store.is_none() && config.auth.mode != AuthMode::Disabled {
-        tracing::error!(
-            "refusing to boot: auth.mode = {:?} needs the signing secret, but no secret store could be opened\nhint: run `lastmile secrets status`; on a headless Linux machine `--secrets-backend keyutils` works",
-            config.auth.mode
-        );
-        return exit_codes::SECRETS_UNAVAILABLE;
+        return Err(CliError::NoSecretStore {
+            mode: format!("{:?}", config.auth.mode).to_lowercase(),
+        });
     }
 
     // Identity: one validator, three modes; a weak or missing signing secret refuses to boot.
-    let auth = match authenticator(&config, store.as_deref()) {
-        Ok(a) => a,
-        Err((code, message)) => {
-            tracing::error!("{message}");
-            return code;
-        }
-    };
+    let auth = authenticator(&config, store.as_deref())?;
     let established = auth.establish(TokenSources::from_env(args.token_file, || {
         saved_token(store.as_deref())
     }));
 
     // Audit: no call goes unrecorded unless the profile says so, loudly.
-    let audit = match open_audit(&config, &profile, store.as_ref()) {
-        Ok(a) => a,
-        Err((code, message)) => {
-            tracing::error!("{message}");
-            return code;
-        }
-    };
+    let audit = open_audit(&config, &profile, store.as_ref())?;
     let sink = audit.as_ref().map(|w| w.sink());
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -99,8 +92,9 @@ pub(crate) fn run(global: &GlobalArgs, args: ServeArgs) -> u8 {
     {
         Ok(rt) => rt,
         Err(e) => {
-            tracing::error!("cannot start the async runtime: {e}");
-            return exit_codes::FAILURE;
+            return Err(CliError::Other(format!(
+                "cannot start the async runtime: {e}"
+            )));
         }
     };
     let mode = config.auth.mode;
@@ -109,11 +103,12 @@ pub(crate) fn run(global: &GlobalArgs, args: ServeArgs) -> u8 {
             Ok(session) => session,
             Err(refusal) => {
                 // Required mode: the reason reaches the user, nothing downstream starts.
-                let reason = format!("session refused: {refusal}\n{}", refusal.hint());
-                tracing::error!("{reason}");
+                let error = CliError::SessionRefused { reason: refusal.to_string(), hint: refusal.hint() };
+                // Said at once: a client may wait for stderr before it closes the connection.
+                tracing::error!("{error}");
                 record_session(&sink, None, SessionEvent::Refused, Some(refusal.to_string()), mode).await;
-                refuse_session(reason, refusal.code()).await;
-                return exit_codes::AUTH_REFUSED;
+                refuse_session(error.to_string(), refusal.code()).await;
+                return Err(error);
             }
         };
         let anonymous_reason = match session.origin() {
@@ -129,13 +124,8 @@ pub(crate) fn run(global: &GlobalArgs, args: ServeArgs) -> u8 {
         // Tiers scope servers at load time: the others are never spawned.
         let tier = session.tier();
         let servers: Vec<Server> = loaded.servers.into_iter().filter(|s| s.allows(tier)).collect();
-        let limits = match SessionRateLimits::new(&config.rate_limit, session.rate_limit_tier()) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!("{e}");
-                return exit_codes::CONFIG_INVALID;
-            }
-        };
+        let limits = SessionRateLimits::new(&config.rate_limit, session.rate_limit_tier())
+            .map_err(|e| CliError::ConfigInvalid { path: profile.config_file(), detail: e.to_string() })?;
         let reaper = match ReaperLink::start() {
             Ok(r) => Some(r),
             Err(e) => {
@@ -160,7 +150,7 @@ pub(crate) fn run(global: &GlobalArgs, args: ServeArgs) -> u8 {
         {
             tracing::error!("audit: the last rows could not be committed: {e}");
         }
-        code
+        Ok(code)
     });
     if let Some(writer) = audit
         && let Err(e) = writer.shutdown()
@@ -176,29 +166,16 @@ pub(crate) fn run(global: &GlobalArgs, args: ServeArgs) -> u8 {
 fn authenticator(
     config: &ProfileConfig,
     store: Option<&dyn SecretStore>,
-) -> Result<Authenticator, (u8, String)> {
+) -> Result<Authenticator, CliError> {
     let secret: Option<SecretString> = match store {
-        Some(store) => store
-            .get(&SecretKey::Internal(Internal::SigningSecret))
-            .map_err(|e| {
-                (
-                    exit_codes::SECRETS_UNAVAILABLE,
-                    format!("cannot read the signing secret: {e}"),
-                )
-            })?,
+        Some(store) => store.get(&SecretKey::Internal(Internal::SigningSecret))?,
         None => None,
     };
-    Authenticator::new(&config.auth, secret.as_ref(), disabled_auth_allowed_by_env()).map_err(|e| {
-        let code = match e {
-            AuthSetupError::DisabledNotAllowed => exit_codes::CONFIG_INVALID,
-            _ => exit_codes::WEAK_SIGNING_SECRET,
-        };
-        let hint = match e {
-            AuthSetupError::DisabledNotAllowed => "set LASTMILE_ALLOW_DISABLED_AUTH=1 as well (tests only), or choose another auth.mode",
-            _ => "run `lastmile secrets generate-signing-key`",
-        };
-        (code, format!("refusing to boot: {e}\nhint: {hint}"))
-    })
+    Ok(Authenticator::new(
+        &config.auth,
+        secret.as_ref(),
+        disabled_auth_allowed_by_env(),
+    )?)
 }
 
 /// The token saved with `token issue --save`, for the last of the token sources.
@@ -218,7 +195,7 @@ fn open_audit(
     config: &ProfileConfig,
     profile: &Profile,
     store: Option<&Arc<dyn SecretStore>>,
-) -> Result<Option<AuditWriter>, (u8, String)> {
+) -> Result<Option<AuditWriter>, CliError> {
     use crate::audit::{AuditError, WriterOptions};
     let opened = (|| {
         let store = store.ok_or_else(|| {
@@ -247,25 +224,21 @@ fn open_audit(
     match opened {
         Ok(Ok(writer)) => Ok(Some(writer)),
         // Serving on, even unaudited, would hide a cut log behind new sessions.
-        Ok(Err(e @ AuditError::ChainBroken { .. })) => Err((
-            exit_codes::AUDIT_TAMPERED,
-            format!("cannot open the audit log: {e}"),
-        )),
+        Ok(Err(e @ AuditError::ChainBroken { .. })) => Err(CliError::AuditTampered {
+            detail: e.to_string(),
+        }),
         Ok(Err(e)) => unaudited_or(config, e.to_string()),
         Err(e) => unaudited_or(config, e),
     }
 }
 
 /// Serve without an audit log if the profile allows it, loudly; else refuse.
-fn unaudited_or(config: &ProfileConfig, e: String) -> Result<Option<AuditWriter>, (u8, String)> {
+fn unaudited_or(config: &ProfileConfig, e: String) -> Result<Option<AuditWriter>, CliError> {
     if config.audit.allow_unaudited {
         tracing::warn!("SERVING WITHOUT AN AUDIT LOG (audit.allow_unaudited = true): {e}");
         return Ok(None);
     }
-    Err((
-        exit_codes::AUDIT_UNAVAILABLE,
-        format!("cannot open the audit log: {e}"),
-    ))
+    Err(CliError::AuditUnavailable { detail: e })
 }
 
 async fn record_session(

@@ -446,12 +446,18 @@ fn check(global: &GlobalArgs, profile: &Profile, p: &Printer) -> Result<(), CliE
 
 /// For `serve`: a config folder someone else could change is refused before anything in it is
 /// read. Each problem goes to the log and stderr with the command that fixes it.
-pub(crate) fn refuse_unsafe_config(profile: &Profile) -> Option<u8> {
+pub(crate) fn refuse_unsafe_config(profile: &Profile) -> Result<(), CliError> {
     let problems = perms::check_config(profile);
     for problem in &problems {
         tracing::error!("refusing to serve: {problem}");
     }
-    (!problems.is_empty()).then_some(crate::exit_codes::UNSAFE_PERMISSIONS)
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::UnsafePermissions {
+            count: problems.len(),
+        })
+    }
 }
 
 /// Every secret a server names must be in the store (names only; values are never read out).
