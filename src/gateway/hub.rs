@@ -64,11 +64,11 @@ impl Slot {
         self.status.send_replace(status);
     }
 
-    /// Whether its entries in the manifest come from the cache: no child yet, first start.
-    fn is_cached_only(&self) -> bool {
-        self.child.load().is_none()
-            && *self.status.borrow() == SlotStatus::Starting
-            && self.cached.lock().is_ok_and(|c| c.is_some())
+    /// Whether it is starting with no child yet: its entries in the manifest (if any) come from
+    /// the cache, and a request for one must wait for the start. (The cached catalog itself is
+    /// dropped a moment before the child is in place, so this does not look at it.)
+    fn is_starting(&self) -> bool {
+        self.child.load().is_none() && *self.status.borrow() == SlotStatus::Starting
     }
 
     fn startup_timeout(&self, defaults: &DefaultsSection) -> Duration {
@@ -168,7 +168,7 @@ impl Hub {
     ) -> Arc<Manifest> {
         let m = self.manifest();
         match slot_of(&m) {
-            Some(i) if self.slots[i].is_cached_only() => {
+            Some(i) if self.slots[i].is_starting() => {
                 self.wait_slot(i).await;
                 self.manifest()
             }
