@@ -201,6 +201,11 @@ fn open_audit(
         let store = store.ok_or_else(|| {
             "no secret store to hold the audit key\nhint: run `lastmile secrets status`".to_string()
         })?;
+        crate::config::perms::create_private_dir(&profile.data_dir)
+            .map_err(|e| format!("cannot create {}: {e}", profile.data_dir.display()))?;
+        // Two `serve` processes of a fresh profile (Claude Desktop and Claude Code together)
+        // must not each make a key, the second overwriting the first: make it under a lock.
+        let lock = audit_key_lock(&profile.data_dir)?;
         let key_name = SecretKey::Internal(Internal::AuditKey);
         let key = match store.get(&key_name).map_err(|e| e.to_string())? {
             Some(k) => k,
@@ -210,9 +215,8 @@ fn open_audit(
                 fresh
             }
         };
+        drop(lock);
         let key = AuditKey::from_secret(&key).map_err(|e| e.to_string())?;
-        std::fs::create_dir_all(&profile.data_dir)
-            .map_err(|e| format!("cannot create {}: {e}", profile.data_dir.display()))?;
         let mark = Box::new(super::audit::KeyringMark(Arc::clone(store)));
         Ok(AuditWriter::open_guarded(
             &db_path(&profile.data_dir),
@@ -230,6 +234,22 @@ fn open_audit(
         Ok(Err(e)) => unaudited_or(config, e.to_string()),
         Err(e) => unaudited_or(config, e),
     }
+}
+
+/// An exclusive lock on `<data>/audit.key.lock`, held while the audit key is read or made (the
+/// lock goes with the file handle).
+fn audit_key_lock(data_dir: &std::path::Path) -> Result<std::fs::File, String> {
+    let path = data_dir.join("audit.key.lock");
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    file.lock()
+        .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+    Ok(file)
 }
 
 /// Serve without an audit log if the profile allows it, loudly; else refuse.
