@@ -138,6 +138,7 @@ pub fn tighten(_path: &Path) -> std::io::Result<Option<u32>> {
 
 /// What the rules need of one path's metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(unix), allow(dead_code))] // the rules are pure and tested everywhere; only Unix applies them
 pub(crate) struct Facts {
     /// Permission bits.
     pub mode: u32,
@@ -161,6 +162,7 @@ impl Facts {
 
 /// A group as the rules see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(unix), allow(dead_code))] // the rules are pure and tested everywhere; only Unix applies them
 pub(crate) struct GroupInfo {
     /// Its name.
     pub name: String,
@@ -170,6 +172,7 @@ pub(crate) struct GroupInfo {
 
 /// The user and group database, behind a trait so the rules can be tested for any user,
 /// whoever runs the tests.
+#[cfg_attr(not(unix), allow(dead_code))] // the rules are pure and tested everywhere; only Unix applies them
 pub(crate) trait Accounts {
     fn user_name(&self, uid: u32) -> Option<String>;
     fn group(&self, gid: u32) -> Option<GroupInfo>;
@@ -199,6 +202,7 @@ impl Accounts for SystemAccounts {
 }
 
 /// The problems of one path owned and moded as `facts` say, for the user `invoking`.
+#[cfg_attr(not(unix), allow(dead_code))] // the rules are pure and tested everywhere; only Unix applies them
 pub(crate) fn judge(
     path: &Path,
     facts: Facts,
@@ -241,6 +245,7 @@ pub(crate) fn judge(
 
 /// A user-private group: no listed member but the owner, and named after the owner or listing
 /// the owner as its only member.
+#[cfg_attr(not(unix), allow(dead_code))] // the rules are pure and tested everywhere; only Unix applies them
 fn is_private_group(facts: Facts, accounts: &dyn Accounts) -> bool {
     let (Some(owner), Some(group)) = (accounts.user_name(facts.uid), accounts.group(facts.gid))
     else {
@@ -249,11 +254,13 @@ fn is_private_group(facts: Facts, accounts: &dyn Accounts) -> bool {
     group.members.iter().all(|m| *m == owner) && (group.name == owner || group.members.len() == 1)
 }
 
+#[cfg_attr(not(unix), allow(dead_code))] // the rules are pure and tested everywhere; only Unix applies them
 fn shell_quote_path(path: &Path) -> String {
     shell_quote(&path.to_string_lossy())
 }
 
 /// `text` as one POSIX shell word.
+#[cfg_attr(not(unix), allow(dead_code))] // the rules are pure and tested everywhere; only Unix applies them
 fn shell_quote(text: &str) -> String {
     let plain = !text.is_empty()
         && text
