@@ -2,7 +2,6 @@
 //! newest rows with the head fixed up, a wipe of rows, anchor and checkpoint, two `serve` processes
 //! appending at once, a SIGKILL mid-burst — and the read-only commands, which never write a key.
 
-use std::path::Path;
 use std::time::Duration;
 
 use lastmile::audit::{db_path, head_path};
@@ -206,6 +205,8 @@ async fn two_serve_processes_append_to_one_log_at_once() {
     assert!(!stderr.contains("warning"), "{stderr}");
 }
 
+// SIGKILL is a Unix signal; on Windows the job object ends the tree (tests/resilience.rs).
+#[cfg(unix)]
 #[tokio::test]
 async fn sigkill_mid_burst_then_a_new_session_leaves_an_intact_chain() {
     let w = World::new();
@@ -303,7 +304,7 @@ async fn verify_and_prune_without_a_key_fail_by_name_and_write_none() {
 #[tokio::test]
 async fn the_database_its_wal_and_the_checkpoint_are_0600_and_tightened() {
     use std::os::unix::fs::PermissionsExt;
-    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     let w = World::new();
     w.fixture("alpha", &[], "");
     let db = db_path(&w.data_dir());
