@@ -2,7 +2,6 @@
 //! newest rows with the head fixed up, a wipe of rows, anchor and checkpoint, two `serve` processes
 //! appending at once, a SIGKILL mid-burst — and the read-only commands, which never write a key.
 
-use std::time::Duration;
 
 use lastmile::audit::{db_path, head_path};
 use lastmile::exit_codes;
@@ -238,7 +237,7 @@ async fn sigkill_mid_burst_then_a_new_session_leaves_an_intact_chain() {
     for c in calls {
         let _ = c.await;
     }
-    assert!(eventually(Duration::from_secs(10), || !alive(s.pid)).await);
+    assert!(eventually(std::time::Duration::from_secs(10), || !alive(s.pid)).await);
     s.close().await;
     session(&w, 2).await;
     let (code, stdout, stderr) = verify(&w).await;
@@ -312,7 +311,7 @@ async fn the_database_its_wal_and_the_checkpoint_are_0600_and_tightened() {
     let s = w.serve().await;
     s.call("alpha__echo", json!({ "text": "x" })).await.unwrap();
     // While serving, the WAL holds the newest rows.
-    assert!(eventually(Duration::from_secs(10), || wal.exists()).await);
+    assert!(eventually(std::time::Duration::from_secs(10), || wal.exists()).await);
     for p in [&db, &wal, &head_path(&db)] {
         assert_eq!(mode(p), 0o600, "{}", p.display());
     }
