@@ -2,7 +2,6 @@
 //! newest rows with the head fixed up, a wipe of rows, anchor and checkpoint, two `serve` processes
 //! appending at once, a SIGKILL mid-burst — and the read-only commands, which never write a key.
 
-
 use lastmile::audit::{db_path, head_path};
 use lastmile::exit_codes;
 use lastmile::secrets::{BackendRequest, Internal, SecretKey, open_store};
