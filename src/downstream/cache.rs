@@ -63,7 +63,7 @@ impl CatalogCache {
         let Some(dir) = &self.starts else {
             return Ok(());
         };
-        create_private_dir(dir)?;
+        crate::config::perms::create_private_dir(dir)?;
         let at_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -115,7 +115,7 @@ impl CatalogCache {
     /// Write `catalog` (already scrubbed) for `server` under `key`: a temporary file with mode
     /// 0600 renamed over the old one, so a reader never sees half a file.
     pub fn store(&self, server: &str, key: &str, catalog: &Catalog) -> std::io::Result<()> {
-        create_private_dir(&self.dir)?;
+        crate::config::perms::create_private_dir(&self.dir)?;
         let entry = Entry {
             format: FORMAT,
             key: key.to_string(),
@@ -128,21 +128,6 @@ impl CatalogCache {
         write_private(&tmp, &bytes)?;
         std::fs::rename(&tmp, self.path(server))
     }
-}
-
-#[cfg(unix)]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-}
-
-#[cfg(not(unix))]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)
 }
 
 #[cfg(unix)]

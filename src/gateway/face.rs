@@ -435,48 +435,24 @@ impl ServerHandler for Face {
 
     async fn subscribe(
         &self,
-        request: SubscribeRequestParams,
+        mut request: SubscribeRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         self.touch(&ctx);
-        let (t, original) = self.subscription_target(&request.uri).await?;
-        let mut request = request;
-        if let Some(original) = original {
-            request.uri = original;
-        }
-        let mut redactions = 0usize;
-        self.forward(
-            &t,
-            ClientRequest::SubscribeRequest(SubscribeRequest::new(request)),
-            &ctx,
-            &mut redactions,
-        )
-        .await
-        .map(|_| ())
-        .map_err(Failure::into_error)
+        let t = self.subscription_route(&mut request.uri).await?;
+        let request = ClientRequest::SubscribeRequest(SubscribeRequest::new(request));
+        self.forward_subscription(&t, request, &ctx).await
     }
 
     async fn unsubscribe(
         &self,
-        request: UnsubscribeRequestParams,
+        mut request: UnsubscribeRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         self.touch(&ctx);
-        let (t, original) = self.subscription_target(&request.uri).await?;
-        let mut request = request;
-        if let Some(original) = original {
-            request.uri = original;
-        }
-        let mut redactions = 0usize;
-        self.forward(
-            &t,
-            ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(request)),
-            &ctx,
-            &mut redactions,
-        )
-        .await
-        .map(|_| ())
-        .map_err(Failure::into_error)
+        let t = self.subscription_route(&mut request.uri).await?;
+        let request = ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(request));
+        self.forward_subscription(&t, request, &ctx).await
     }
 
     async fn set_level(
@@ -669,6 +645,30 @@ impl Face {
         gate.record(pending.finish(status, error, redactions as u32))
             .await;
         outcome.map(|r| with_execution_id(r, execution_id))
+    }
+
+    /// The child a subscription goes to; `uri` becomes the one the child knows (an alias is
+    /// mapped back).
+    async fn subscription_route(&self, uri: &mut String) -> Result<Target<'_>, McpError> {
+        let (t, original) = self.subscription_target(uri).await?;
+        if let Some(original) = original {
+            *uri = original;
+        }
+        Ok(t)
+    }
+
+    /// Forward a subscribe or unsubscribe; the child's error comes back scrubbed.
+    async fn forward_subscription(
+        &self,
+        t: &Target<'_>,
+        request: ClientRequest,
+        ctx: &RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let mut redactions = 0usize;
+        self.forward(t, request, ctx, &mut redactions)
+            .await
+            .map(|_| ())
+            .map_err(Failure::into_error)
     }
 
     /// Where a subscription to `uri` goes: the server that lists it or whose template matches;
