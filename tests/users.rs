@@ -380,7 +380,8 @@ async fn the_readme_lists_every_exit_code() {
     }
 }
 
-/// The `serve` child of `pid`, by its command line.
+/// The `serve` child of `pid`, by its command line. A child seen between fork and exec still
+/// carries its parent's command line, so only one that has become `serve` counts.
 #[cfg(target_os = "linux")]
 fn serve_child_of(pid: u32) -> Option<u32> {
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
@@ -393,7 +394,9 @@ fn serve_child_of(pid: u32) -> Option<u32> {
             .nth(1)?
             .parse()
             .ok()?;
-        (ppid == pid).then_some(child)
+        let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).ok()?;
+        let serves = cmdline.split(|b| *b == 0).any(|arg| arg == b"serve");
+        (ppid == pid && serves).then_some(child)
     })
 }
 
