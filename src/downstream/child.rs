@@ -20,6 +20,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::link::Link;
 use super::reaper::ReaperLink;
 use super::spawn::{ChildEnv, SpawnError, build_command, spawn_failed};
 use super::upstream::Upstream;
@@ -203,8 +204,10 @@ pub enum CallOutcome {
 pub struct Child {
     /// Server name.
     pub name: Arc<str>,
-    /// For requests to the child; cheap to clone.
+    /// For typed requests to the child (lists, subscriptions); cheap to clone.
     pub peer: Peer<RoleClient>,
+    /// For requests forwarded as bytes (the hot path).
+    pub link: Arc<Link>,
     progress: Arc<ProgressMap>,
     stop_tx: mpsc::Sender<oneshot::Sender<()>>,
 }
@@ -267,8 +270,15 @@ impl Child {
             progress: Arc::clone(&progress),
             events: cx.events.clone(),
         };
+        let (link, (typed_in, typed_out)) = Link::start(
+            name.clone(),
+            stdout,
+            stdin,
+            crate::wire::DEFAULT_MAX_MESSAGE,
+        );
         let service =
-            match tokio::time::timeout(startup_timeout, handler.serve((stdout, stdin))).await {
+            match tokio::time::timeout(startup_timeout, handler.serve((typed_in, typed_out))).await
+            {
                 Ok(Ok(service)) => service,
                 Ok(Err(e)) => {
                     // A failed isolation step writes its line (logged like any stderr line) and
@@ -321,6 +331,7 @@ impl Child {
             Child {
                 name,
                 peer,
+                link,
                 progress,
                 stop_tx,
             },

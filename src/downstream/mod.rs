@@ -4,6 +4,7 @@
 mod cache;
 mod child;
 pub mod isolate;
+mod link;
 mod reaper;
 mod spawn;
 mod upstream;
@@ -13,6 +14,7 @@ pub use cache::CatalogCache;
 pub use child::{
     CallOutcome, Catalog, Child, ChildContext, ChildEvent, EventSender, STOP_GRACE, StartError,
 };
+pub use link::{Link, ProgressRoute, RawOutcome, RawSink};
 pub use reaper::ReaperLink;
 pub use spawn::{BASE_ENV, ChildEnv, SpawnError, build_command, resolve_program};
 pub use upstream::{Delivery, Upstream};
