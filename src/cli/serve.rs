@@ -407,23 +407,15 @@ async fn learn_every_secret(
 
 /// Serve until stdin closes or a SIGINT/SIGTERM arrives.
 async fn serve_stdio(face: Guarded) -> u8 {
-    let service = match face.serve(rmcp::transport::stdio_pipes()).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!("the client went away before the session started: {e}");
-            return exit_codes::OK;
-        }
-    };
-    let ct = service.cancellation_token();
-    let stop = tokio::spawn(async move {
-        shutdown_signal().await;
-        ct.cancel();
-    });
-    match service.waiting().await {
-        Ok(reason) => tracing::info!(?reason, "session ended"),
-        Err(e) => tracing::warn!("the session task failed: {e}"),
-    }
-    stop.abort();
+    crate::gateway::serve_front(
+        face,
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+        crate::wire::DEFAULT_MAX_MESSAGE,
+        shutdown_signal(),
+    )
+    .await;
+    tracing::info!("session ended");
     exit_codes::OK
 }
 

@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::wire::{Envelope, Frame, FrameReader, Kind, RawObject, json_string};
+use crate::wire::{Envelope, Frame, FrameReader, Kind, RawObject, json_string, write_queued};
 
 /// The prefix of the ids (and progress tokens) of raw requests.
 const RAW_ID_PREFIX: &str = "lm-";
@@ -106,7 +106,7 @@ impl Link {
         let (typed_out, from_typed) = tokio::io::duplex(PIPE);
         // When the typed client stops (the child is being stopped), the child's stdin closes.
         let stop = CancellationToken::new();
-        tokio::spawn(write_child(stdin, queue, stop.clone()));
+        tokio::spawn(write_queued(stdin, queue, stop.clone()));
         tokio::spawn(Arc::clone(&link).read_child(stdout, to_typed, max_message));
         tokio::spawn(pump_typed(
             from_typed,
@@ -356,37 +356,6 @@ impl Drop for InFlight<'_> {
             });
         }
     }
-}
-
-/// Write queued messages to the child's stdin, coalescing what is waiting into one write.
-async fn write_child<W: AsyncWrite + Unpin>(
-    mut stdin: W,
-    mut queue: mpsc::Receiver<Bytes>,
-    stop: CancellationToken,
-) {
-    let mut buf = Vec::with_capacity(64 * 1024);
-    loop {
-        let first = tokio::select! {
-            biased;
-            first = queue.recv() => match first {
-                Some(first) => first,
-                None => break,
-            },
-            _ = stop.cancelled() => break,
-        };
-        buf.clear();
-        buf.extend_from_slice(&first);
-        while buf.len() < 1024 * 1024
-            && let Ok(more) = queue.try_recv()
-        {
-            buf.extend_from_slice(&more);
-        }
-        if stdin.write_all(&buf).await.is_err() || stdin.flush().await.is_err() {
-            break;
-        }
-    }
-    // Closing stdin is how a child is asked to exit.
-    let _ = stdin.shutdown().await;
 }
 
 /// The typed client's messages, line by line, onto the child's queue.

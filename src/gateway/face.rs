@@ -20,7 +20,7 @@ use rmcp::service::{NotificationContext, RequestContext, RoleServer};
 use rmcp::{ErrorData as McpError, ServerHandler, ServiceError};
 
 use super::gate::Refused;
-use super::hub::{Hub, Slot, SlotStatus};
+use super::hub::{Hub, Slot};
 use super::session::ClientSession;
 use crate::audit::{ExecStatus, ExecutionId, ExecutionRecord, new_execution_id};
 use crate::downstream::{CallOutcome, Child};
@@ -72,24 +72,9 @@ impl Face {
         self.hub.ensure_started();
     }
 
-    fn unavailable(&self, slot: &Slot) -> String {
-        let name = &slot.server.name;
-        match slot.status() {
-            SlotStatus::Failed(reason) => format!("server `{name}` is not running: {reason}"),
-            SlotStatus::Restarting(reason) => {
-                format!("server `{name}` is restarting after: {reason}")
-            }
-            SlotStatus::Starting => format!("server `{name}` is still starting"),
-            SlotStatus::Stopped | SlotStatus::Running => format!("server `{name}` is not running"),
-        }
-    }
-
     fn target(&self, index: usize) -> Result<Target<'_>, String> {
         let slot = &self.hub.slots[index];
-        match slot.child.load_full() {
-            Some(child) => Ok(Target { slot, child }),
-            None => Err(self.unavailable(slot)),
-        }
+        slot.running_child().map(|child| Target { slot, child })
     }
 
     /// Forward a request to the child and bring back its answer, redacted. `redactions` counts

@@ -31,6 +31,11 @@ impl Guarded {
     pub fn new(face: Face) -> Self {
         Guarded { face }
     }
+
+    /// The face behind the gate.
+    pub fn face(&self) -> &Face {
+        &self.face
+    }
 }
 
 /// How the gate treats one request kind.

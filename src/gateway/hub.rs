@@ -71,6 +71,22 @@ impl Slot {
         self.child.load().is_none() && *self.status.borrow() == SlotStatus::Starting
     }
 
+    /// The running child, or why there is none (for the caller's error).
+    pub fn running_child(&self) -> Result<Arc<Child>, String> {
+        if let Some(child) = self.child.load_full() {
+            return Ok(child);
+        }
+        let name = &self.server.name;
+        Err(match self.status() {
+            SlotStatus::Failed(reason) => format!("server `{name}` is not running: {reason}"),
+            SlotStatus::Restarting(reason) => {
+                format!("server `{name}` is restarting after: {reason}")
+            }
+            SlotStatus::Starting => format!("server `{name}` is still starting"),
+            SlotStatus::Stopped | SlotStatus::Running => format!("server `{name}` is not running"),
+        })
+    }
+
     fn startup_timeout(&self, defaults: &DefaultsSection) -> Duration {
         self.server
             .def
@@ -279,14 +295,17 @@ impl Hub {
                     return Ok(());
                 }
                 tracing::info!(server = %name, tools = catalog.tools.len(), prompts = catalog.prompts.len(), resources = catalog.resources.len(), "server ready");
-                self.remember(index, &catalog);
                 self.record_start(index, None);
                 if let Ok(mut c) = slot.catalog.lock() {
-                    *c = Some(catalog);
+                    *c = Some(catalog.clone());
                 }
+                // In this order: from the moment the cached catalog is dropped, the child is in
+                // place (so every rebuild, by any slot, offers the live catalog), and a request
+                // waiting for this start wakes only once the manifest offers it.
                 slot.child.store(Some(Arc::new(child)));
-                slot.set_status(SlotStatus::Running);
+                self.remember(index, &catalog);
                 self.rebuild();
+                slot.set_status(SlotStatus::Running);
                 self.notify_lists_changed(None).await;
                 Ok(())
             }

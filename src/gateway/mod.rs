@@ -1,6 +1,8 @@
 //! The MCP face: the per-session manifest, naming, routing and forwarding.
 
+mod call;
 mod face;
+mod front;
 mod gate;
 mod guard;
 mod hub;
@@ -10,6 +12,7 @@ mod session;
 pub mod template;
 
 pub use face::{EXECUTION_ID_META, Face};
+pub use front::serve as serve_front;
 pub use gate::{Gate, RATE_LIMITED, SESSION_EXPIRED};
 pub use guard::Guarded;
 pub use hub::{EnvBuilder, Hub, Slot, SlotStatus};

@@ -7,6 +7,8 @@
 
 mod envelope;
 mod frame;
+mod write;
 
 pub use envelope::{Envelope, Kind, Piece, RawObject, WireError, json_string, rename};
 pub use frame::{DEFAULT_MAX_MESSAGE, Frame, FrameReader, Framer};
+pub use write::write_queued;

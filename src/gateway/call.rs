@@ -1,0 +1,412 @@
+//! `tools/call` as bytes: the hot path.
+//!
+//! The client's message is parsed once into its envelope; the params object is read as raw
+//! members. The gate admits the call (a live token, the tier's call bucket), the manifest routes
+//! the exposed name to its server and original name, and the request goes to the child's link
+//! with only its id, name and progress token changed (and lastmile's lifecycle `_meta` removed:
+//! it describes the client's connection to lastmile, not lastmile's to the child). The child's
+//! result comes back as raw JSON text: scrubbed by the session's redactor, stamped with the
+//! execution id in `_meta`, and spliced into the client's response. The audit row is built from
+//! the envelope: the (scrubbed) arguments, the status from `isError`, and the error's message.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tracing::Instrument;
+
+use super::EXECUTION_ID_META;
+use super::front::{Front, error_line};
+use super::gate::Refused;
+use crate::audit::{ExecStatus, ExecutionId, ExecutionRecord, new_execution_id};
+use crate::downstream::{ProgressRoute, RawOutcome};
+use crate::identity::RateBucket;
+use crate::secrets::scrub_text;
+use crate::wire::{Envelope, RawObject, json_string};
+
+/// JSON-RPC: invalid params.
+const INVALID_PARAMS: i32 = -32602;
+/// The `_meta` prefix of the 2026-07-28 lifecycle keys (protocol version, client info and
+/// capabilities, log level).
+const LIFECYCLE_META: &str = "io.modelcontextprotocol/";
+/// The lifecycle key naming the protocol version of one request.
+const PROTOCOL_VERSION_META: &str = "io.modelcontextprotocol/protocolVersion";
+/// The first protocol version whose results carry `resultType`.
+const V_2026_07_28: &str = "2026-07-28";
+
+/// Run one raw `tools/call` to its answer (none when the client cancelled it).
+pub(crate) async fn tools_call(front: Arc<Front>, line: Bytes) {
+    let Ok(envelope) = Envelope::parse(&line) else {
+        return;
+    };
+    let Some(id) = envelope.id().map(str::to_owned) else {
+        return;
+    };
+    let cancel = front.begin(&id);
+    let execution_id = new_execution_id();
+    let span = tracing::info_span!(
+        "tools/call",
+        execution_id = %execution_id,
+        tool = tracing::field::Empty
+    );
+    let answer = Call {
+        front: &front,
+        id: &id,
+        execution_id,
+        redactions: 0,
+    }
+    .run(&envelope, &cancel)
+    .instrument(span)
+    .await;
+    front.end(&id);
+    if let Some(answer) = answer {
+        front.out.send(answer).await;
+    }
+}
+
+struct Call<'a> {
+    front: &'a Front,
+    /// The client's id, raw JSON text.
+    id: &'a str,
+    execution_id: ExecutionId,
+    redactions: usize,
+}
+
+impl Call<'_> {
+    async fn run(
+        mut self,
+        envelope: &Envelope<'_>,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Option<Vec<u8>> {
+        let front = self.front;
+        let gate = front.session.gate();
+        let redactor = front.session.redactor();
+        let mut params = match envelope.params() {
+            Ok(Some(p)) => p,
+            _ => {
+                return Some(error_line(
+                    self.id,
+                    INVALID_PARAMS,
+                    "tools/call needs a params object",
+                ));
+            }
+        };
+        let Some(name) = params.get_str("name").map(|n| n.into_owned()) else {
+            return Some(error_line(
+                self.id,
+                INVALID_PARAMS,
+                "tools/call needs `params.name`, a string",
+            ));
+        };
+        let arguments = match params.get("arguments") {
+            None | Some("null") => None,
+            Some(raw) => match serde_json::from_str::<serde_json::Value>(raw) {
+                Ok(mut v @ serde_json::Value::Object(_)) => {
+                    // The audit copy never holds a secret, even one the model passed in.
+                    self.redactions += redactor.scrub_json(&mut v);
+                    Some(v)
+                }
+                _ => {
+                    return Some(error_line(
+                        self.id,
+                        INVALID_PARAMS,
+                        "`arguments` must be an object",
+                    ));
+                }
+            },
+        };
+        let meta = params.get("_meta").and_then(|m| RawObject::parse(m).ok());
+        let v2026 = meta
+            .as_ref()
+            .and_then(|m| m.get_str(PROTOCOL_VERSION_META))
+            .is_some_and(|v| *v >= *V_2026_07_28);
+        let client_token = meta
+            .as_ref()
+            .and_then(|m| m.get("progressToken").map(str::to_owned));
+        tracing::Span::current().record("tool", name.as_str());
+
+        let begin = |server: &str, tool: &str, args: Option<serde_json::Value>| {
+            ExecutionRecord::begin(self.execution_id, &gate.who, server, tool, args)
+        };
+        if let Err(refused) = gate.admit(RateBucket::Calls) {
+            let (status, e) = match refused {
+                Refused::Session(e) => (ExecStatus::Denied, e),
+                Refused::RateLimited(e) => (ExecStatus::RateLimited, e),
+            };
+            let row = begin("", &name, arguments).finish(
+                status,
+                Some(e.message.to_string()),
+                self.redactions as u32,
+            );
+            gate.record(row).await;
+            return Some(mcp_error_line(self.id, &e));
+        }
+        let hub = &front.hub;
+        let manifest = hub.manifest_for(|m| m.tool(&name).map(|r| r.slot)).await;
+        let Some(route) = manifest.tool(&name) else {
+            // The same answer for a hidden server's tool as for a name that never existed.
+            let row = begin("", &name, arguments).finish(
+                ExecStatus::Denied,
+                Some("unknown tool".into()),
+                self.redactions as u32,
+            );
+            gate.record(row).await;
+            return Some(error_line(
+                self.id,
+                INVALID_PARAMS,
+                &format!("unknown tool `{name}`"),
+            ));
+        };
+        let slot = &hub.slots[route.slot];
+        // The child's own name may hold a secret (it is listed under an alias): scrub it here too.
+        let pending = begin(
+            &slot.server.name,
+            &scrub_text(redactor, route.original.clone()),
+            arguments,
+        );
+        let child = match slot.running_child() {
+            Ok(child) => child,
+            Err(message) => {
+                let message = scrub_text(redactor, message);
+                gate.record(pending.finish(
+                    ExecStatus::Error,
+                    Some(message.clone()),
+                    self.redactions as u32,
+                ))
+                .await;
+                return Some(self.tool_error(&message, v2026));
+            }
+        };
+
+        params.set("name", json_string(&route.original));
+        strip_lifecycle_meta(&mut params);
+        let progress = client_token.map(|token| ProgressRoute {
+            token,
+            sink: Arc::clone(&front.progress),
+        });
+        let timeout = slot.call_timeout(&hub.defaults);
+        let outcome = child
+            .link
+            .call("tools/call", &mut params, progress, timeout, cancel)
+            .await;
+        let server = &slot.server.name;
+        let (answer, status, error) = match outcome {
+            RawOutcome::Answered(bytes) => self.answer(&bytes, server, v2026),
+            RawOutcome::Closed => self.failure(
+                format!("server `{server}` exited or closed its connection during the request"),
+                ExecStatus::Error,
+                v2026,
+            ),
+            RawOutcome::TimedOut(d) => self.failure(
+                format!("server `{server}` did not answer within {d:?} (call_timeout); the request was cancelled"),
+                ExecStatus::Timeout,
+                v2026,
+            ),
+            // A cancelled request gets no response (the client has stopped waiting).
+            RawOutcome::Cancelled => (None, ExecStatus::Cancelled, Some("the request was cancelled by the client".into())),
+        };
+        gate.record(pending.finish(status, error, self.redactions as u32))
+            .await;
+        answer
+    }
+
+    /// The client's response for the child's answer line, its audit status and error.
+    fn answer(
+        &mut self,
+        line: &[u8],
+        server: &str,
+        v2026: bool,
+    ) -> (Option<Vec<u8>>, ExecStatus, Option<String>) {
+        let unreadable = || format!("server `{server}` sent an answer lastmile cannot read");
+        let Ok(answer) = Envelope::parse(line) else {
+            return self.failure(unreadable(), ExecStatus::Error, v2026);
+        };
+        let redactor = self.front.session.redactor();
+        if let Some(error) = answer.member("error") {
+            let (clean, hits) = redactor.scrub_bytes(error.as_bytes());
+            self.redactions += hits;
+            let Ok(clean) = std::str::from_utf8(&clean) else {
+                return self.failure(unreadable(), ExecStatus::Error, v2026);
+            };
+            let message = RawObject::parse(clean)
+                .ok()
+                .and_then(|e| e.get_str("message").map(|m| m.into_owned()))
+                .unwrap_or_default();
+            let line = format!(
+                "{{\"jsonrpc\":\"2.0\",\"id\":{},\"error\":{clean}}}",
+                self.id
+            );
+            return (Some(line.into_bytes()), ExecStatus::Error, Some(message));
+        }
+        let Some(result) = answer.member("result") else {
+            return self.failure(unreadable(), ExecStatus::Error, v2026);
+        };
+        let (clean, hits) = redactor.scrub_bytes(result.as_bytes());
+        self.redactions += hits;
+        let Ok(clean) = std::str::from_utf8(&clean) else {
+            return self.failure(unreadable(), ExecStatus::Error, v2026);
+        };
+        let Ok(mut result) = RawObject::parse(clean) else {
+            return self.failure(unreadable(), ExecStatus::Error, v2026);
+        };
+        let result_type = result.get_str("resultType").map(|t| t.into_owned());
+        let complete = result_type.as_deref().is_none_or(|t| t == "complete");
+        let (status, error) = if result.get("isError") == Some("true") {
+            (
+                ExecStatus::ToolError,
+                Some(first_text(result.get("content"))),
+            )
+        } else {
+            (ExecStatus::Ok, None)
+        };
+        if complete {
+            if result.get("content").is_none() {
+                result.set("content", "[]".into());
+            }
+            stamp_execution_id(&mut result, self.execution_id);
+            if v2026 && result_type.is_none() {
+                result.set("resultType", "\"complete\"".into());
+            }
+        }
+        let mut out = Vec::with_capacity(clean.len() + 96);
+        out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+        out.extend_from_slice(self.id.as_bytes());
+        out.extend_from_slice(b",\"result\":");
+        result.write(&mut out);
+        out.push(b'}');
+        (Some(out), status, error)
+    }
+
+    /// lastmile's own account of a failed call, as a tool-level error the model can read.
+    fn failure(
+        &self,
+        message: String,
+        status: ExecStatus,
+        v2026: bool,
+    ) -> (Option<Vec<u8>>, ExecStatus, Option<String>) {
+        let message = scrub_text(self.front.session.redactor(), message);
+        (
+            Some(self.tool_error(&message, v2026)),
+            status,
+            Some(message),
+        )
+    }
+
+    fn tool_error(&self, message: &str, v2026: bool) -> Vec<u8> {
+        let mut result = RawObject::default();
+        result.set(
+            "content",
+            format!("[{{\"type\":\"text\",\"text\":{}}}]", json_string(message)),
+        );
+        result.set("isError", "true".into());
+        stamp_execution_id(&mut result, self.execution_id);
+        if v2026 {
+            result.set("resultType", "\"complete\"".into());
+        }
+        let mut out = Vec::with_capacity(128 + message.len());
+        out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+        out.extend_from_slice(self.id.as_bytes());
+        out.extend_from_slice(b",\"result\":");
+        result.write(&mut out);
+        out.push(b'}');
+        out
+    }
+}
+
+/// An error lastmile writes itself (the gate's refusals), with its code and data.
+fn mcp_error_line(id: &str, e: &rmcp::ErrorData) -> Vec<u8> {
+    let error = serde_json::to_string(e)
+        .unwrap_or_else(|_| "{\"code\":-32603,\"message\":\"internal error\"}".into());
+    format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"error\":{error}}}").into_bytes()
+}
+
+/// Put the execution id in the result's `_meta`, so the user can find the audit row.
+fn stamp_execution_id(result: &mut RawObject<'_>, id: ExecutionId) {
+    let value = json_string(&id.to_string());
+    let meta = match result.get("_meta") {
+        None => {
+            let mut meta = RawObject::default();
+            meta.set(EXECUTION_ID_META, value);
+            meta.to_json()
+        }
+        Some(text) => match RawObject::parse(text) {
+            Ok(mut meta) => {
+                meta.set(EXECUTION_ID_META, value);
+                meta.to_json()
+            }
+            // Not an object: left as the child sent it.
+            Err(_) => return,
+        },
+    };
+    result.set("_meta", meta);
+}
+
+/// Remove the 2026-07-28 lifecycle keys from the params' `_meta` before the request goes on.
+fn strip_lifecycle_meta(params: &mut RawObject<'_>) {
+    let Some(text) = params.get("_meta") else {
+        return;
+    };
+    let Ok(mut meta) = RawObject::parse(text) else {
+        return;
+    };
+    let lifecycle: Vec<String> = meta
+        .keys()
+        .filter(|k| k.starts_with(LIFECYCLE_META))
+        .map(str::to_owned)
+        .collect();
+    if lifecycle.is_empty() {
+        return;
+    }
+    for key in &lifecycle {
+        meta.remove(key);
+    }
+    let text = meta.to_json();
+    params.set("_meta", text);
+}
+
+/// The text of a result's first content block (for the audit row of a tool-level error).
+fn first_text(content: Option<&str>) -> String {
+    content
+        .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+        .and_then(|c| c.get(0)?.get("text")?.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_meta_is_removed_and_the_rest_kept() {
+        let text = r#"{"name":"x","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","progressToken":1,"app/x":2}}"#;
+        let mut p = RawObject::parse(text).unwrap();
+        strip_lifecycle_meta(&mut p);
+        assert_eq!(
+            p.to_json(),
+            r#"{"name":"x","_meta":{"progressToken":1,"app/x":2}}"#
+        );
+    }
+
+    #[test]
+    fn the_execution_id_joins_the_results_meta() {
+        let id = new_execution_id();
+        let mut r = RawObject::parse(r#"{"content":[],"_meta":{"a":1}}"#).unwrap();
+        stamp_execution_id(&mut r, id);
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["_meta"]["a"], 1);
+        assert_eq!(v["_meta"][EXECUTION_ID_META], id.to_string());
+        let mut r = RawObject::parse(r#"{"content":[]}"#).unwrap();
+        stamp_execution_id(&mut r, id);
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["_meta"][EXECUTION_ID_META], id.to_string());
+    }
+
+    #[test]
+    fn first_text_reads_the_first_block() {
+        assert_eq!(
+            first_text(Some(r#"[{"type":"text","text":"boom"}]"#)),
+            "boom"
+        );
+        assert_eq!(first_text(Some("[]")), "");
+        assert_eq!(first_text(None), "");
+    }
+}
