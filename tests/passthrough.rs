@@ -356,6 +356,11 @@ async fn a_2026_07_28_client_without_initialize() {
     use rmcp::service::{ClientLifecycleMode, ClientServiceExt};
     let w = World::new();
     w.fixture("alpha", &[], "");
+    // 2026-07-28 is offered once `alpha` is known not to ask the client for anything: from a
+    // session before this one.
+    let s = w.serve().await;
+    s.tool_names().await;
+    s.close().await;
     let (transport, _) = rmcp::transport::TokioChildProcess::builder(w.command(&["serve"]))
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -16,6 +16,7 @@ mod import;
 mod isolation;
 mod passthrough;
 mod promise;
+mod protocol_2026;
 mod resilience;
 mod secrets_store;
 mod serve;

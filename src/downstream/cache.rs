@@ -130,6 +130,47 @@ impl CatalogCache {
     }
 }
 
+/// What lastmile knows of a server's manners across sessions, under a key of its definition
+/// and program alone (whatever client it served): that it started, and whether it ever sent
+/// the client a request of its own (roots, sampling, elicitation). Such a request cannot
+/// travel on 2026-07-28, so a session with that server is offered only the 2025 versions.
+impl CatalogCache {
+    /// The key of what is known of `server`: its definition and program, no client.
+    pub fn manners_key(server: &Server) -> String {
+        Self::key(server, &ClientCapabilities::default())
+    }
+
+    fn manners_path(&self, server: &str, key: &str, what: &str) -> PathBuf {
+        let short = key.get(..16).unwrap_or(key);
+        self.dir.join(format!("{server}.{short}.{what}"))
+    }
+
+    /// Remember that `server` (under its manners key) started and served.
+    pub fn mark_started(&self, server: &str, key: &str) -> std::io::Result<()> {
+        crate::config::perms::create_private_dir(&self.dir)?;
+        let path = self.manners_path(server, key, "started");
+        if path.exists() {
+            return Ok(());
+        }
+        write_private(&path, b"")
+    }
+
+    /// Remember that `server` (under its manners key) sent the client a request of its own.
+    pub fn mark_asks_client(&self, server: &str, key: &str) -> std::io::Result<()> {
+        crate::config::perms::create_private_dir(&self.dir)?;
+        write_private(&self.manners_path(server, key, "asks-client"), b"")
+    }
+
+    /// `None` when `server` never started under `key` (nothing is known), else whether it ever
+    /// asked the client for something.
+    pub fn asks_client(&self, server: &str, key: &str) -> Option<bool> {
+        if !self.manners_path(server, key, "started").exists() {
+            return None;
+        }
+        Some(self.manners_path(server, key, "asks-client").exists())
+    }
+}
+
 #[cfg(unix)]
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;

@@ -45,6 +45,8 @@ pub enum ChildEvent {
     PromptsChanged,
     /// `notifications/resources/list_changed`.
     ResourcesChanged,
+    /// It sent the client a request of its own (roots, sampling, elicitation).
+    AskedClient,
 }
 
 /// Why a child could not be started.
@@ -120,7 +122,10 @@ impl Service<RoleClient> for ChildHandler {
     ) -> Result<ClientResult, McpError> {
         match request {
             ServerRequest::PingRequest(_) => Ok(ClientResult::empty(())),
-            other => self.upstream.request(&self.server, other).await,
+            other => {
+                self.event(ChildEvent::AskedClient);
+                self.upstream.request(&self.server, other).await
+            }
         }
     }
 

@@ -15,6 +15,16 @@ use rmcp::{ErrorData as McpError, ServiceError};
 
 use crate::secrets::{SharedRedactor, scrub};
 
+/// The capabilities a child is initialized with for a client that declared `client`: exactly
+/// the client's roots, sampling and elicitation — never one the client lacks.
+pub fn children_capabilities(client: &ClientCapabilities) -> ClientCapabilities {
+    let mut out = ClientCapabilities::default();
+    out.roots = client.roots.clone();
+    out.sampling = client.sampling.clone();
+    out.elicitation = client.elicitation.clone();
+    out
+}
+
 /// What a session requires of everything its children send up.
 pub trait Delivery: Send + Sync {
     /// The session's redactor: every byte going up passes it.
@@ -68,16 +78,12 @@ impl Upstream {
         self.peer.get().is_some() && self.capabilities.get().is_some()
     }
 
-    /// The capabilities children are initialized with: exactly the client's roots, sampling and
-    /// elicitation — never one the client lacks.
+    /// The capabilities children are initialized with (see [`children_capabilities`]).
     pub fn capabilities_for_children(&self) -> ClientCapabilities {
-        let mut out = ClientCapabilities::default();
-        if let Some(c) = self.capabilities.get() {
-            out.roots = c.roots.clone();
-            out.sampling = c.sampling.clone();
-            out.elicitation = c.elicitation.clone();
-        }
-        out
+        self.capabilities
+            .get()
+            .map(children_capabilities)
+            .unwrap_or_default()
     }
 
     /// Send a child's request (sampling, elicitation, roots, custom) up to the client verbatim

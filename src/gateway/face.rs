@@ -632,6 +632,28 @@ impl Face {
         outcome.map(|r| with_execution_id(r, execution_id))
     }
 
+    /// Subscribe to (or, with `on` false, unsubscribe from) `uri` at the child that serves it,
+    /// on behalf of a 2026-07-28 `subscriptions/listen`. The error, if any, is scrubbed.
+    pub(crate) async fn subscribe_uri(&self, uri: &str, on: bool) -> Result<(), String> {
+        let mut uri = uri.to_owned();
+        let t = self
+            .subscription_route(&mut uri)
+            .await
+            .map_err(|e| e.message.to_string())?;
+        let answer = if on {
+            t.child
+                .peer
+                .subscribe(SubscribeRequestParams::new(uri))
+                .await
+        } else {
+            t.child
+                .peer
+                .unsubscribe(UnsubscribeRequestParams::new(uri))
+                .await
+        };
+        answer.map_err(|e| scrub_text(self.hub.upstream.redactor(), e.to_string()))
+    }
+
     /// The child a subscription goes to; `uri` becomes the one the child knows (an alias is
     /// mapped back).
     async fn subscription_route(&self, uri: &mut String) -> Result<Target<'_>, McpError> {

@@ -14,10 +14,12 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use rmcp::ServiceExt;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -26,9 +28,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::guard::Guarded;
 use super::hub::Hub;
+use super::listen::{self, Listen, V_2026_07_28};
 use super::session::ClientSession;
 use crate::downstream::RawSink;
-use crate::wire::{Envelope, Frame, FrameReader, Kind, json_string, write_queued};
+use crate::wire::{Envelope, Frame, FrameReader, Kind, RawObject, json_string, write_queued};
 
 /// How many lines may wait for the client's output.
 const OUT_QUEUE: usize = 1024;
@@ -51,7 +54,18 @@ pub(crate) struct Front {
     inflight: Mutex<HashMap<String, CancellationToken>>,
     /// Where the children's progress for raw calls goes.
     pub(crate) progress: Arc<dyn RawSink>,
+    /// The typed face (for subscriptions made on behalf of `subscriptions/listen`).
+    pub(crate) face: super::face::Face,
+    /// Open `subscriptions/listen` subscriptions.
+    listens: Mutex<Vec<Listen>>,
+    /// The client spoke 2026-07-28: its notifications travel only on subscriptions.
+    v2026: AtomicBool,
+    /// `server/discover` requests awaiting the face's answer: id → whether 2026-07-28 stays.
+    discovers: Mutex<HashMap<String, bool>>,
 }
+
+/// The lifecycle key naming the protocol version of one request.
+const PROTOCOL_VERSION_META: &str = "io.modelcontextprotocol/protocolVersion";
 
 /// The client's output queue.
 #[derive(Clone)]
@@ -103,6 +117,14 @@ impl Front {
         }
     }
 
+    /// Register an acknowledged subscription.
+    pub(crate) fn add_listen(&self, listen: Listen) {
+        self.v2026.store(true, Ordering::Relaxed);
+        if let Ok(mut l) = self.listens.lock() {
+            l.push(listen);
+        }
+    }
+
     /// Cancel a raw call in flight by the client's id; false if none is.
     fn cancel(&self, id: &str) -> bool {
         match self.inflight.lock().ok().and_then(|mut m| m.remove(id)) {
@@ -140,6 +162,7 @@ pub async fn serve<R, W>(
     let (out_tx, out_rx) = mpsc::channel(OUT_QUEUE);
     let writer = tokio::spawn(write_queued(output, out_rx, CancellationToken::new()));
     let out = Outbox { tx: out_tx };
+    let (typed_tx, typed_rx) = mpsc::channel::<Bytes>(TYPED_QUEUE);
     let front = Arc::new(Front {
         hub,
         session: Arc::clone(&session),
@@ -149,12 +172,15 @@ pub async fn serve<R, W>(
             session,
             out: out.clone(),
         }),
+        face: guarded.face().clone(),
+        listens: Mutex::default(),
+        v2026: AtomicBool::new(false),
+        discovers: Mutex::default(),
     });
 
     // The typed face, on its own pipes: it reads `face_in`, writes `face_out`.
     let (face_in, to_face) = tokio::io::duplex(PIPE);
     let (from_face, face_out) = tokio::io::duplex(PIPE);
-    let (typed_tx, typed_rx) = mpsc::channel::<Bytes>(TYPED_QUEUE);
     tokio::spawn(write_queued(to_face, typed_rx, CancellationToken::new()));
     let face = tokio::spawn(async move {
         match guarded.serve((face_in, face_out)).await {
@@ -164,10 +190,10 @@ pub async fn serve<R, W>(
             Err(e) => tracing::warn!("the client went away before the session started: {e}"),
         }
     });
-    let relay = tokio::spawn(relay_face(from_face, out.clone(), max_message));
+    let relay = tokio::spawn(Arc::clone(&front).relay_face(from_face, max_message));
 
     let mut frames = FrameReader::new(input, max_message);
-    let mut calls = FuturesUnordered::new();
+    let mut calls: FuturesUnordered<BoxFuture<'static, ()>> = FuturesUnordered::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -188,7 +214,9 @@ pub async fn serve<R, W>(
                     }
                 };
                 match route(&front, &line) {
-                    Route::Raw => calls.push(super::call::tools_call(Arc::clone(&front), line)),
+                    Route::Raw => calls.push(Box::pin(super::call::tools_call(Arc::clone(&front), line))),
+                    Route::Listen => calls.push(Box::pin(listen::listen(Arc::clone(&front), line))),
+                    Route::Unlisten(l) => calls.push(Box::pin(listen::unlisten(Arc::clone(&front), l))),
                     Route::Typed => {
                         let mut with_newline = Vec::with_capacity(line.len() + 1);
                         with_newline.extend_from_slice(&line);
@@ -220,6 +248,10 @@ pub async fn serve<R, W>(
 enum Route {
     /// Forwarded as bytes by the front.
     Raw,
+    /// A 2026-07-28 subscription opens.
+    Listen,
+    /// A subscription ends.
+    Unlisten(Listen),
     /// To the typed face.
     Typed,
     /// Handled here already (a cancellation of a raw call).
@@ -239,29 +271,116 @@ fn route(front: &Front, line: &[u8]) -> Route {
             ));
         }
     };
-    match (envelope.kind(), envelope.method().as_deref()) {
+    let method = envelope.method();
+    match (envelope.kind(), method.as_deref()) {
         (Kind::Request, Some("tools/call")) if front.hub.upstream.knows_client() => Route::Raw,
+        (Kind::Request, Some("subscriptions/listen")) => {
+            front.v2026.store(true, Ordering::Relaxed);
+            Route::Listen
+        }
+        (Kind::Request, Some("server/discover")) => {
+            let lossless = front.hub.lossless_on_2026();
+            if !lossless {
+                tracing::info!(
+                    "server/discover: 2026-07-28 is not offered: a server of this session asks (or may ask) the client for roots, sampling or elicitation, which 2026-07-28 cannot carry"
+                );
+            }
+            if let (Some(id), Ok(mut d)) = (envelope.id(), front.discovers.lock()) {
+                d.insert(id.to_owned(), lossless);
+            }
+            Route::Typed
+        }
         (Kind::Notification, Some("notifications/cancelled")) => {
             let id = envelope
                 .params()
                 .ok()
                 .flatten()
                 .and_then(|p| p.get("requestId").map(str::to_owned));
-            match id {
-                Some(id) if front.cancel(&id) => Route::Done,
-                _ => Route::Typed,
+            let Some(id) = id else {
+                return Route::Typed;
+            };
+            if front.cancel(&id) {
+                return Route::Done;
             }
+            let closed = front.listens.lock().ok().and_then(|mut l| {
+                let i = l.iter().position(|x| x.id() == id)?;
+                Some(l.remove(i))
+            });
+            match closed {
+                Some(listen) => Route::Unlisten(listen),
+                None => Route::Typed,
+            }
+        }
+        (Kind::Request, _) => {
+            if !front.v2026.load(Ordering::Relaxed)
+                && lifecycle_meta(&envelope, PROTOCOL_VERSION_META)
+                    .is_some_and(|v| v.trim_matches('"') >= V_2026_07_28)
+            {
+                front.v2026.store(true, Ordering::Relaxed);
+            }
+            Route::Typed
         }
         _ => Route::Typed,
     }
 }
 
-/// What the typed face writes goes to the client.
-async fn relay_face<R: AsyncRead + Unpin>(from_face: R, out: Outbox, max_message: usize) {
-    let mut frames = FrameReader::new(from_face, max_message);
-    while let Ok(Some(frame)) = frames.next_frame().await {
-        if let Frame::Message(line) = frame {
-            out.send(line.to_vec()).await;
+/// A key of the params' `_meta`, raw JSON text.
+fn lifecycle_meta(envelope: &Envelope<'_>, key: &str) -> Option<String> {
+    let params = envelope.params().ok()??;
+    let meta = RawObject::parse(params.get("_meta")?).ok()?;
+    meta.get(key).map(str::to_owned)
+}
+
+impl Front {
+    /// What the typed face writes goes to the client — except answers to lastmile's own
+    /// requests, and, for a 2026-07-28 client, notifications that travel only on subscriptions.
+    async fn relay_face<R: AsyncRead + Unpin>(self: Arc<Self>, from_face: R, max_message: usize) {
+        let notice = memchr::memmem::Finder::new(b"\"notifications/");
+        let mut frames = FrameReader::new(from_face, max_message);
+        while let Ok(Some(frame)) = frames.next_frame().await {
+            let Frame::Message(line) = frame else {
+                continue;
+            };
+            if self.has_discovers()
+                && let Some(rewritten) = self.discover_answer(&line)
+            {
+                self.out.send(rewritten).await;
+                continue;
+            }
+            if self.v2026.load(Ordering::Relaxed) && notice.find(&line).is_some() {
+                let method = Envelope::parse(&line)
+                    .ok()
+                    .and_then(|e| e.method().map(|m| m.into_owned()));
+                if method.as_deref().is_some_and(listen::is_subscription_kind) {
+                    let copies = match self.listens.lock() {
+                        Ok(l) => listen::fan_out(&l, &line),
+                        Err(_) => Vec::new(),
+                    };
+                    for copy in copies {
+                        self.out.send(copy).await;
+                    }
+                    continue;
+                }
+            }
+            self.out.send(line.to_vec()).await;
         }
+    }
+
+    fn has_discovers(&self) -> bool {
+        self.discovers.lock().is_ok_and(|d| !d.is_empty())
+    }
+
+    /// The face's answer to a `server/discover`, without 2026-07-28 when the session would lose
+    /// something on it; `None` when `line` is not such an answer.
+    fn discover_answer(&self, line: &[u8]) -> Option<Vec<u8>> {
+        let envelope = Envelope::parse(line).ok()?;
+        if !matches!(envelope.kind(), Kind::Response | Kind::Error) {
+            return None;
+        }
+        let lossless = self.discovers.lock().ok()?.remove(envelope.id()?)?;
+        if lossless || envelope.kind() == Kind::Error {
+            return Some(line.to_vec());
+        }
+        listen::without_2026(line).or_else(|| Some(line.to_vec()))
     }
 }

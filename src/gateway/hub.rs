@@ -442,13 +442,49 @@ impl Hub {
         let Some(cache) = self.cache.clone() else {
             return;
         };
-        let name = self.slots[index].server.name.clone();
+        let server = &self.slots[index].server;
+        let name = server.name.clone();
+        let manners = failure.is_none().then(|| CatalogCache::manners_key(server));
         let reason = failure.map(|r| self.upstream.redactor().scrub(r).0.into_owned());
         tokio::task::spawn_blocking(move || {
             if let Err(e) = cache.record_start(&name, reason.as_deref()) {
                 tracing::warn!(server = %name, "cannot record the start: {e}");
             }
+            if let Some(key) = manners
+                && let Err(e) = cache.mark_started(&name, &key)
+            {
+                tracing::warn!(server = %name, "cannot record the start: {e}");
+            }
         });
+    }
+
+    /// Remember (in the cache folder) that a child asks the client for things.
+    fn remember_asks_client(&self, index: usize) {
+        let slot = &self.slots[index];
+        let Some(cache) = self.cache.clone() else {
+            return;
+        };
+        let key = CatalogCache::manners_key(&slot.server);
+        let name = slot.server.name.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = cache.mark_asks_client(&name, &key) {
+                tracing::warn!(server = %name, "cannot remember that it asks the client: {e}");
+            }
+        });
+    }
+
+    /// Whether a client loses nothing on 2026-07-28, which has no requests from
+    /// server to client: only when every server of this session is known, from earlier
+    /// sessions under the same key, never to have asked the client for anything. An unknown
+    /// server counts as one that asks.
+    pub fn lossless_on_2026(&self) -> bool {
+        let Some(cache) = &self.cache else {
+            return false;
+        };
+        self.slots.iter().all(|slot| {
+            let key = CatalogCache::manners_key(&slot.server);
+            cache.asks_client(&slot.server.name, &key) == Some(false)
+        })
     }
 
     /// A server that failed its first start no longer offers its cached catalog.
@@ -526,6 +562,10 @@ impl Hub {
                 if let Some(tx) = tx {
                     self.restart_later(index, Some(format!("the child {reason}")), tx);
                 }
+                continue;
+            }
+            if event == ChildEvent::AskedClient {
+                self.remember_asks_client(index);
                 continue;
             }
             let Some(child) = slot.child.load_full() else {

@@ -6,6 +6,7 @@ mod front;
 mod gate;
 mod guard;
 mod hub;
+mod listen;
 mod manifest;
 pub mod naming;
 mod session;

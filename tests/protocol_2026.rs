@@ -1,0 +1,189 @@
+//! The 2026-07-28 protocol toward the client, driven by a raw JSON-RPC client: `server/discover`
+//! offers 2026-07-28 only when the session loses nothing on it, `subscriptions/listen` fans in
+//! list changes and resource updates of every child tagged with the subscription's id, and
+//! results carry `resultType`.
+
+use serde_json::{Value, json};
+
+use crate::util::{RawClient, World};
+
+/// The lifecycle `_meta` every 2026-07-28 request carries.
+fn meta() -> Value {
+    json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "raw-2026", "version": "0"}
+    })
+}
+
+fn with_meta(mut params: Value) -> Value {
+    params["_meta"] = meta();
+    params
+}
+
+async fn discover_versions(w: &World) -> Vec<String> {
+    let mut raw = RawClient::start(w);
+    let (answer, _) = raw
+        .request(1, "server/discover", json!({"_meta": meta()}))
+        .await;
+    raw.finish().await;
+    serde_json::from_value(answer["result"]["supportedVersions"].clone())
+        .unwrap_or_else(|_| panic!("no supportedVersions: {answer}"))
+}
+
+/// Read lines until one satisfies `pred`; every line read comes back too.
+async fn read_until(raw: &mut RawClient, pred: impl Fn(&Value) -> bool) -> (Value, Vec<Value>) {
+    let mut seen = Vec::new();
+    loop {
+        let line = raw
+            .next_line()
+            .await
+            .unwrap_or_else(|| panic!("the awaited line never came; saw {seen:?}"));
+        let v: Value = serde_json::from_str(&line).expect("JSON lines");
+        seen.push(v.clone());
+        if pred(&v) {
+            return (v, seen);
+        }
+    }
+}
+
+#[tokio::test]
+async fn discover_offers_2026_only_once_no_server_is_known_to_ask_the_client() {
+    let w = World::new();
+    w.fixture("alpha", &[], "");
+    // Nothing known of `alpha` yet: it might ask for roots, which 2026-07-28 cannot carry.
+    let versions = discover_versions(&w).await;
+    assert!(!versions.iter().any(|v| v == "2026-07-28"), "{versions:?}");
+    assert!(versions.iter().any(|v| v == "2025-11-25"), "{versions:?}");
+
+    // A session in which it served without asking the client for anything.
+    let s = w.serve().await;
+    s.tool_names().await;
+    s.close().await;
+    let versions = discover_versions(&w).await;
+    assert!(versions.iter().any(|v| v == "2026-07-28"), "{versions:?}");
+
+    // It asks for roots once: from then on, 2026-07-28 is not offered with it.
+    let mut raw = RawClient::start(&w);
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"roots":{}},"clientInfo":{"name":"raw","version":"0"}}});
+    raw.send_line(&init.to_string()).await;
+    raw.next_line().await.expect("initialize answered");
+    raw.send_line(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+        .await;
+    let call = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"alpha__roots","arguments":{}}});
+    raw.send_line(&call.to_string()).await;
+    let (request, _) = read_until(&mut raw, |v| v["method"] == "roots/list").await;
+    let answer = json!({"jsonrpc":"2.0","id":request["id"],"result":{"roots":[]}});
+    raw.send_line(&answer.to_string()).await;
+    let (result, _) = read_until(&mut raw, |v| v["id"] == 2).await;
+    assert!(result.to_string().contains("roots"), "{result}");
+    raw.finish().await;
+    let versions = discover_versions(&w).await;
+    assert!(!versions.iter().any(|v| v == "2026-07-28"), "{versions:?}");
+}
+
+#[tokio::test]
+async fn listen_fans_in_list_changes_and_resource_updates_tagged_with_the_subscription() {
+    let w = World::new();
+    w.fixture("alpha", &[], "");
+    w.fixture("beta", &[], "");
+    let mut raw = RawClient::start(&w);
+    let (discover, _) = raw
+        .request(1, "server/discover", json!({"_meta": meta()}))
+        .await;
+    assert!(discover.get("result").is_some(), "{discover}");
+    let (tools, _) = raw.request(2, "tools/list", with_meta(json!({}))).await;
+    assert!(tools.to_string().contains("beta__add_tool"), "{tools}");
+
+    // A list change before any subscription is not sent to a 2026-07-28 client.
+    let (added, before) = raw
+        .request(
+            3,
+            "tools/call",
+            with_meta(json!({"name": "alpha__add_tool", "arguments": {"name": "early"}})),
+        )
+        .await;
+    assert_eq!(added["result"]["resultType"], "complete", "{added}");
+    assert!(
+        added["result"]["_meta"]["lastmile/executionId"].is_string(),
+        "{added}"
+    );
+
+    let uri = "fixture://beta/readme";
+    let listen = json!({"jsonrpc":"2.0","id":"sub-1","method":"subscriptions/listen","params":with_meta(json!({
+        "notifications": {"toolsListChanged": true, "resourceSubscriptions": [uri]}
+    }))});
+    raw.send_line(&listen.to_string()).await;
+    let (ack, mut seen) = read_until(&mut raw, |v| {
+        v["method"] == "notifications/subscriptions/acknowledged"
+    })
+    .await;
+    assert_eq!(
+        ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "sub-1",
+        "{ack}"
+    );
+    assert_eq!(
+        ack["params"]["notifications"]["toolsListChanged"], true,
+        "{ack}"
+    );
+    assert_eq!(
+        ack["params"]["notifications"]["resourceSubscriptions"],
+        json!([uri]),
+        "{ack}\n{}",
+        w.logs()
+            .lines()
+            .filter(|l| l.contains("behalf"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        ack["params"]["notifications"]
+            .get("promptsListChanged")
+            .is_none(),
+        "{ack}"
+    );
+
+    // A change in `beta` reaches the subscription, tagged.
+    let call = json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":with_meta(json!({"name": "beta__add_tool", "arguments": {"name": "late"}}))});
+    raw.send_line(&call.to_string()).await;
+    let (changed, more) = read_until(&mut raw, |v| {
+        v["method"] == "notifications/tools/list_changed"
+    })
+    .await;
+    seen.extend(more);
+    assert_eq!(
+        changed["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "sub-1",
+        "{changed}"
+    );
+    // A resource update of the subscribed URI, tagged.
+    let call = json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":with_meta(json!({"name": "beta__touch", "arguments": {"uri": uri}}))});
+    raw.send_line(&call.to_string()).await;
+    let (updated, more) = read_until(&mut raw, |v| {
+        v["method"] == "notifications/resources/updated"
+    })
+    .await;
+    seen.extend(more);
+    assert_eq!(updated["params"]["uri"], uri, "{updated}");
+    assert_eq!(
+        updated["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "sub-1",
+        "{updated}"
+    );
+    // Every list change the client saw was tagged: the one before the subscription was not sent.
+    let all: Vec<&Value> = before
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect::<Vec<_>>()
+        .leak()
+        .iter()
+        .chain(seen.iter())
+        .collect();
+    for v in all {
+        if v["method"] == "notifications/tools/list_changed" {
+            assert!(
+                v["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"].is_string(),
+                "an untagged list change reached a 2026-07-28 client: {v}"
+            );
+        }
+    }
+    raw.finish().await;
+}
