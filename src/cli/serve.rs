@@ -85,8 +85,11 @@ fn serve(global: &GlobalArgs, args: ServeArgs, profile: &Profile) -> Result<u8, 
     let audit = open_audit(&config, &profile, store.as_ref())?;
     let sink = audit.as_ref().map(|w| w.sink());
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread carries every message: a forwarded call crosses several tasks (the client's
+    // reader, the call, the child's writer and reader, the client's writer), and on a
+    // multi-thread runtime each crossing can be a wake-up of another thread, which costs more
+    // than the work. Blocking work (keyring reads, the audit writer) has threads of its own.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -407,16 +410,48 @@ async fn learn_every_secret(
 
 /// Serve until stdin closes or a SIGINT/SIGTERM arrives.
 async fn serve_stdio(face: Guarded) -> u8 {
+    let (input, output) = client_stdio();
     crate::gateway::serve_front(
         face,
-        tokio::io::stdin(),
-        tokio::io::stdout(),
+        input,
+        output,
         crate::wire::DEFAULT_MAX_MESSAGE,
         shutdown_signal(),
     )
     .await;
     tracing::info!("session ended");
     exit_codes::OK
+}
+
+type ClientIo = (
+    Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+    Box<dyn tokio::io::AsyncWrite + Unpin + Send>,
+);
+
+/// The client's stdin and stdout. Pipes (how every client launches a stdio server) are driven
+/// by the reactor directly; tokio's own stdin and stdout hand each read and write to a blocking
+/// thread, which costs two thread hops per message. Anything else (a file, a terminal) falls
+/// back to those.
+fn client_stdio() -> ClientIo {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd;
+        use tokio::net::unix::pipe;
+        let input = std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .ok()
+            .and_then(|fd| pipe::Receiver::from_file(std::fs::File::from(fd)).ok());
+        let output = std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .ok()
+            .and_then(|fd| pipe::Sender::from_file(std::fs::File::from(fd)).ok());
+        if let (Some(input), Some(output)) = (input, output) {
+            return (Box::new(input), Box::new(output));
+        }
+    }
+    (Box::new(tokio::io::stdin()), Box::new(tokio::io::stdout()))
 }
 
 #[cfg(unix)]
