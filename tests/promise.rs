@@ -227,9 +227,19 @@ async fn issue_9_after_expiry_every_request_kind_is_refused_by_name() {
     let w = World::new();
     w.require_auth("leeway = \"0s\"\n").await;
     w.fixture("fx", &[], "");
+    // Long enough for the session to start and list before it expires: under Wine, starting
+    // processes alone can take seconds.
+    let ttl: u64 = if cfg!(windows) { 10 } else { 2 };
     let out = w
         .run(&[
-            "token", "issue", "--sub", "eve", "--tier", "user", "--ttl", "2s",
+            "token",
+            "issue",
+            "--sub",
+            "eve",
+            "--tier",
+            "user",
+            "--ttl",
+            &format!("{ttl}s"),
         ])
         .await;
     assert!(
@@ -247,7 +257,7 @@ async fn issue_9_after_expiry_every_request_kind_is_refused_by_name() {
     assert!(listed.get("result").is_some(), "{listed}");
 
     // The token's lifetime is the thing under test: wait it out (exp has one-second resolution).
-    let expiry = issued + Duration::from_millis(3200);
+    let expiry = issued + Duration::from_millis(ttl * 1000 + 1200);
     tokio::time::sleep_until(tokio::time::Instant::from_std(expiry)).await;
 
     let kinds = [

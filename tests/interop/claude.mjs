@@ -193,17 +193,19 @@ function logLines() {
   return readdirSync(dir).flatMap((f) => readFileSync(join(dir, f), "utf8").split("\n"));
 }
 const refusedOnModern = "server-to-client requests are not allowed on protocol 2026-07-28";
+const notOffered = "server/discover: 2026-07-28 is not offered";
 const modern = logLines().some((l) => l.includes(refusedOnModern));
-console.error(`  protocol Claude Code negotiated with lastmile: ${modern ? "2026-07-28 (server/discover)" : "2025-x (initialize), or not logged"}`);
+console.error(`  protocol Claude Code negotiated with lastmile: ${modern ? "2026-07-28 (server/discover)" : "2025-x (initialize)"}`);
 
-await c.check(
-  "a legacy child's request to the client is bridged for a 2026-07-28 client",
-  async () => {
-    const refused = logLines().filter((l) => l.includes(refusedOnModern));
-    assert(refused.length === 0, `${refused.length} child request(s) refused with -32600, e.g. filesystem's initial roots/list`);
-  },
-  "gateway core: a 2025-x child's server-to-client request (roots/list) is answered -32600 instead of reaching a 2026-07-28 client as an input-required result",
-);
+// filesystem and everything ask the client for roots, which 2026-07-28 cannot carry: lastmile's
+// discover answer leaves 2026-07-28 out, Claude Code falls back to initialize, and no child's
+// request to the client is refused.
+await c.check("discover leaves out 2026-07-28 where a child asks the client, and no child request is refused", async () => {
+  const lines = logLines();
+  assert(lines.some((l) => l.includes(notOffered)), "lastmile did not decline 2026-07-28 at discover");
+  const refused = lines.filter((l) => l.includes(refusedOnModern));
+  assert(refused.length === 0, `${refused.length} child request(s) refused with -32600, e.g. filesystem's initial roots/list`);
+});
 
 server.close();
 process.exit(c.summary() ? 0 : 1);
