@@ -16,17 +16,12 @@ use super::error::CliError;
 use crate::audit::{
     AuditKey, AuditSink, AuditWriter, SessionEvent, SessionRecord, Transport, db_path, now_ms,
 };
-use crate::config::{AuthMode, Profile, ProfileConfig, Server, load_servers_dir};
-use crate::downstream::{CatalogCache, ChildEnv, ReaperLink};
+use crate::config::{AuthMode, Profile, ProfileConfig, load_servers_dir};
+use crate::downstream::{CatalogCache, ReaperLink};
 use crate::exit_codes;
-use crate::gateway::{ClientSession, EnvBuilder, Face, Gate, Guarded, Hub};
-use crate::identity::{
-    Authenticator, Session, SessionRateLimits, TokenSources, disabled_auth_allowed_by_env,
-};
-use crate::secrets::{
-    BackendRequest, CUSTOM_SECRETS_VAR, ChildSecrets, Internal, SecretKey, SecretStore,
-    child_secrets, open_store, random_secret,
-};
+use crate::gateway::{ClientSession, Face, Guarded, SessionProfile};
+use crate::identity::{Authenticator, Session, TokenSources, disabled_auth_allowed_by_env};
+use crate::secrets::{BackendRequest, Internal, SecretKey, SecretStore, open_store, random_secret};
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
@@ -124,27 +119,30 @@ fn serve(global: &GlobalArgs, args: ServeArgs, profile: &Profile) -> Result<u8, 
         tracing::info!(subject = %session.subject(), tier = %session.tier(), session_id = %session.session_id(), "session accepted");
         record_session(&sink, Some(&session), SessionEvent::Accepted, anonymous_reason, mode).await;
 
-        // Tiers scope servers at load time: the others are never spawned.
-        let tier = session.tier();
-        let servers: Vec<Server> = loaded.servers.into_iter().filter(|s| s.allows(tier)).collect();
-        let limits = SessionRateLimits::new(&config.rate_limit, session.rate_limit_tier())
-            .map_err(|e| CliError::ConfigInvalid { path: profile.config_file(), detail: e.to_string() })?;
         let reaper = match ReaperLink::start() {
-            Ok(r) => Some(r),
+            Ok(r) => Some(Arc::new(r)),
             Err(e) => {
                 tracing::warn!("cannot start the reaper ({e}); children may outlive a crash of lastmile");
                 None
             }
         };
-        // The session owns its gate and its redactor. The redactor learns every secret any of
-        // its servers will receive before the first child starts; every log event passes it.
-        let client = ClientSession::new(Gate::new(session, limits, sink.clone(), Transport::Stdio));
+        let shared = SessionProfile {
+            servers: loaded.servers,
+            defaults: config.defaults.clone(),
+            rate_limit: config.rate_limit.clone(),
+            store,
+            audit: sink.clone(),
+            cache: Some(
+                CatalogCache::new(profile.data_dir.join("catalogs"))
+                    .with_start_records(profile.data_dir.join("servers")),
+            ),
+            reaper,
+        };
+        let (client, hub) = ClientSession::open(&shared, session, Transport::Stdio)
+            .await
+            .map_err(|e| CliError::ConfigInvalid { path: profile.config_file(), detail: e.to_string() })?;
+        // One session per process on stdio: every log event passes its redactor.
         crate::telemetry::set_scrubber(client.redactor().clone());
-        learn_every_secret(&client, store.clone(), &servers).await;
-        let env_builder = secrets_env_builder(store, Arc::clone(&client));
-        let cache = CatalogCache::new(profile.data_dir.join("catalogs"))
-            .with_start_records(profile.data_dir.join("servers"));
-        let hub = Hub::new(servers, config.defaults.clone(), reaper, env_builder, client.clone(), Some(cache));
         let code = serve_stdio(Guarded::new(Face::new(Arc::clone(&hub), Arc::clone(&client)))).await;
         hub.stop_all().await;
         record_session(&sink, Some(&client.gate().session), SessionEvent::Ended, Some("the client closed the session or lastmile was stopped".into()), mode).await;
@@ -341,70 +339,6 @@ fn open_secret_store(global: &GlobalArgs, profile: &Profile) -> Option<Arc<dyn S
             tracing::warn!("no secret store: {e}");
             None
         }
-    }
-}
-
-/// Each child's environment: the base, its file's `env`, exactly the secrets it names (read at
-/// each start, so a changed secret reaches the next start) and the custom-secrets allowlist.
-fn secrets_env_builder(
-    store: Option<Arc<dyn SecretStore>>,
-    session: Arc<ClientSession>,
-) -> EnvBuilder {
-    Arc::new(move |server: &Server| {
-        let mut env = ChildEnv::for_server(server);
-        let delivered = if server.def.secrets.is_empty() {
-            ChildSecrets::default()
-        } else {
-            let store = store.as_ref().ok_or_else(|| {
-                "its file names secrets, but no secret store could be opened\nhint: run `lastmile secrets status`".to_string()
-            })?;
-            child_secrets(store.as_ref(), &server.def.secrets).map_err(|e| e.to_string())?
-        };
-        // The redactor learns a value (a rotated one too, keeping the old) before the child
-        // that receives it can echo it back.
-        session.learn(delivered.redact).map_err(|e| e.to_string())?;
-        for (name, value) in delivered.env {
-            env.add_secret(name, value);
-        }
-        env.add_plain(CUSTOM_SECRETS_VAR, &delivered.custom_allowlist);
-        Ok(env)
-    })
-}
-
-/// Teach the session's redactor every secret any of `servers` will receive, before any child
-/// starts: a child's output is then scrubbed of every sibling's secret too, whatever order
-/// they start in. A server whose secrets cannot be read is skipped here; it will not start.
-async fn learn_every_secret(
-    session: &Arc<ClientSession>,
-    store: Option<Arc<dyn SecretStore>>,
-    servers: &[Server],
-) {
-    let Some(store) = store else { return };
-    let refs: Vec<(String, Vec<crate::config::SecretRef>)> = servers
-        .iter()
-        .filter(|s| !s.def.secrets.is_empty() && !s.def.disabled)
-        .map(|s| (s.name.clone(), s.def.secrets.clone()))
-        .collect();
-    if refs.is_empty() {
-        return;
-    }
-    let session = Arc::clone(session);
-    // Keyring reads may be D-Bus round trips: off the async workers.
-    let learned = tokio::task::spawn_blocking(move || {
-        for (server, refs) in refs {
-            match child_secrets(store.as_ref(), &refs) {
-                Ok(delivered) => {
-                    if let Err(e) = session.learn(delivered.redact) {
-                        tracing::error!(server = %server, "the redactor could not learn its secrets: {e}");
-                    }
-                }
-                Err(e) => tracing::debug!(server = %server, "secrets not readable yet: {e}"),
-            }
-        }
-    })
-    .await;
-    if let Err(e) = learned {
-        tracing::error!("learning the session's secrets failed: {e}");
     }
 }
 

@@ -132,7 +132,7 @@ impl Hub {
     pub fn new(
         mut servers: Vec<Server>,
         defaults: DefaultsSection,
-        reaper: Option<ReaperLink>,
+        reaper: Option<Arc<ReaperLink>>,
         env_builder: EnvBuilder,
         session: Arc<dyn Delivery>,
         cache: Option<CatalogCache>,
@@ -157,7 +157,7 @@ impl Hub {
             upstream: Arc::new(Upstream::new(session)),
             manifest: ArcSwap::from_pointee(Manifest::default()),
             pending,
-            reaper: reaper.map(Arc::new),
+            reaper,
             env_builder,
             cache,
             started: AtomicBool::new(false),

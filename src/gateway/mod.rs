@@ -18,7 +18,7 @@ pub use gate::{Gate, RATE_LIMITED, SESSION_EXPIRED};
 pub use guard::Guarded;
 pub use hub::{EnvBuilder, Hub, Slot, SlotStatus};
 pub use manifest::{ALIAS_SCHEME, Manifest, ResourceRoute, Route};
-pub use session::ClientSession;
+pub use session::{ClientSession, Profile as SessionProfile};
 
 use crate::config::Server;
 

@@ -1,6 +1,7 @@
 //! One client's session: the unit that owns what belongs to that client alone — its verified
 //! identity and gate (expiry, rate limits, audit sink) and its redactor. stdio makes one; the
-//! HTTP edge will make one per verified identity from the same type.
+//! HTTP edge will make one per verified identity (subject and tier) from the same type, with
+//! [`ClientSession::open`]: the unit is the identity, not a transport's connection.
 //!
 //! The redactor is complete before any child starts: [`ClientSession::learn`] is called with
 //! every secret of every server the session may start before the first start, and again with
@@ -13,8 +14,34 @@ use rmcp::ErrorData as McpError;
 use secrecy::SecretString;
 
 use super::gate::Gate;
-use crate::downstream::Delivery;
-use crate::secrets::{SecretsError, SessionRedactor, SharedRedactor};
+use super::hub::{EnvBuilder, Hub};
+use crate::audit::{AuditSink, Transport};
+use crate::config::{DefaultsSection, RateLimitSection, SecretRef, Server};
+use crate::downstream::{CatalogCache, ChildEnv, Delivery, ReaperLink};
+use crate::identity::{RateLimitConfigError, Session, SessionRateLimits};
+use crate::secrets::{
+    CUSTOM_SECRETS_VAR, ChildSecrets, SecretStore, SecretsError, SessionRedactor, SharedRedactor,
+    child_secrets,
+};
+
+/// What every session of one gateway shares: the profile's servers and settings, the secret
+/// store, the audit sink, the catalog cache and the reaper.
+pub struct Profile {
+    /// Every server loaded from servers.d (each session keeps those its tier may use).
+    pub servers: Vec<Server>,
+    /// Profile defaults (timeouts, restart policy).
+    pub defaults: DefaultsSection,
+    /// Rate limits by tier.
+    pub rate_limit: RateLimitSection,
+    /// Where children's secrets come from (none: servers that name secrets do not start).
+    pub store: Option<Arc<dyn SecretStore>>,
+    /// Where every execution is recorded (none only where the profile allows it, loudly).
+    pub audit: Option<AuditSink>,
+    /// What each server offered last time, and what is known of its manners.
+    pub cache: Option<CatalogCache>,
+    /// The watchdog that stops children if lastmile dies.
+    pub reaper: Option<Arc<ReaperLink>>,
+}
 
 /// One client's session.
 pub struct ClientSession {
@@ -23,6 +50,38 @@ pub struct ClientSession {
 }
 
 impl ClientSession {
+    /// Open a session for a verified identity: only the servers its tier may use, its rate
+    /// limits, a redactor that knows every secret those servers will receive before any of them
+    /// starts, and a hub that starts them once the client has said what it can do.
+    pub async fn open(
+        profile: &Profile,
+        session: Session,
+        transport: Transport,
+    ) -> Result<(Arc<Self>, Arc<Hub>), RateLimitConfigError> {
+        // Tiers scope servers here: the others are never spawned.
+        let tier = session.tier();
+        let servers: Vec<Server> = profile
+            .servers
+            .iter()
+            .filter(|s| s.allows(tier))
+            .cloned()
+            .collect();
+        let limits = SessionRateLimits::new(&profile.rate_limit, session.rate_limit_tier())?;
+        let client =
+            ClientSession::new(Gate::new(session, limits, profile.audit.clone(), transport));
+        learn_every_secret(&client, profile.store.clone(), &servers).await;
+        let env_builder = secrets_env_builder(profile.store.clone(), Arc::clone(&client));
+        let hub = Hub::new(
+            servers,
+            profile.defaults.clone(),
+            profile.reaper.clone(),
+            env_builder,
+            client.clone(),
+            profile.cache.clone(),
+        );
+        Ok((client, hub))
+    }
+
     /// A session around its gate, with a redactor that knows nothing yet.
     pub fn new(gate: Gate) -> Arc<Self> {
         Arc::new(ClientSession {
@@ -57,5 +116,69 @@ impl Delivery for ClientSession {
 
     fn open(&self) -> Result<(), McpError> {
         self.gate.live()
+    }
+}
+
+/// Each child's environment: the base, its file's `env`, exactly the secrets it names (read at
+/// each start, so a changed secret reaches the next start) and the custom-secrets allowlist.
+fn secrets_env_builder(
+    store: Option<Arc<dyn SecretStore>>,
+    session: Arc<ClientSession>,
+) -> EnvBuilder {
+    Arc::new(move |server: &Server| {
+        let mut env = ChildEnv::for_server(server);
+        let delivered = if server.def.secrets.is_empty() {
+            ChildSecrets::default()
+        } else {
+            let store = store.as_ref().ok_or_else(|| {
+                "its file names secrets, but no secret store could be opened\nhint: run `lastmile secrets status`".to_string()
+            })?;
+            child_secrets(store.as_ref(), &server.def.secrets).map_err(|e| e.to_string())?
+        };
+        // The redactor learns a value (a rotated one too, keeping the old) before the child
+        // that receives it can echo it back.
+        session.learn(delivered.redact).map_err(|e| e.to_string())?;
+        for (name, value) in delivered.env {
+            env.add_secret(name, value);
+        }
+        env.add_plain(CUSTOM_SECRETS_VAR, &delivered.custom_allowlist);
+        Ok(env)
+    })
+}
+
+/// Teach the session's redactor every secret any of `servers` will receive, before any child
+/// starts: a child's output is then scrubbed of every sibling's secret too, whatever order
+/// they start in. A server whose secrets cannot be read is skipped here; it will not start.
+async fn learn_every_secret(
+    session: &Arc<ClientSession>,
+    store: Option<Arc<dyn SecretStore>>,
+    servers: &[Server],
+) {
+    let Some(store) = store else { return };
+    let refs: Vec<(String, Vec<SecretRef>)> = servers
+        .iter()
+        .filter(|s| !s.def.secrets.is_empty() && !s.def.disabled)
+        .map(|s| (s.name.clone(), s.def.secrets.clone()))
+        .collect();
+    if refs.is_empty() {
+        return;
+    }
+    let session = Arc::clone(session);
+    // Keyring reads may be D-Bus round trips: off the async workers.
+    let learned = tokio::task::spawn_blocking(move || {
+        for (server, refs) in refs {
+            match child_secrets(store.as_ref(), &refs) {
+                Ok(delivered) => {
+                    if let Err(e) = session.learn(delivered.redact) {
+                        tracing::error!(server = %server, "the redactor could not learn its secrets: {e}");
+                    }
+                }
+                Err(e) => tracing::debug!(server = %server, "secrets not readable yet: {e}"),
+            }
+        }
+    })
+    .await;
+    if let Err(e) = learned {
+        tracing::error!("learning the session's secrets failed: {e}");
     }
 }
