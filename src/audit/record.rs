@@ -419,7 +419,11 @@ pub fn mask_jwt_like(text: &str) -> (std::borrow::Cow<'_, str>, u32) {
         b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
     }
     let bytes = text.as_bytes();
-    if !text.contains("eyJ") {
+    // One searcher for every call: `str::contains` builds its own each time, and the writer
+    // asks about every text column of every row.
+    static START: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"eyJ"));
+    if START.find(text.as_bytes()).is_none() {
         return (std::borrow::Cow::Borrowed(text), 0);
     }
     let mut out = String::with_capacity(text.len());
