@@ -310,10 +310,16 @@ impl PreparedRow {
         let mut n = 0u32;
         match record {
             AuditRecord::Execution(r) => {
-                let arguments = r.arguments.as_ref().map(|v| masked(v.to_string(), &mut n));
+                // `serde_json::to_string` writes straight into the String; `Value`'s `Display`
+                // (`to_string`) goes through a formatter adapter at every write. Same bytes, and
+                // it cannot fail: a `Value`'s map keys are strings.
+                let arguments = r
+                    .arguments
+                    .as_ref()
+                    .map(|v| masked(serde_json::to_string(v).unwrap_or_default(), &mut n));
                 let error = masked_opt(r.error, &mut n);
                 let mut row = ExecRow {
-                    execution_id: r.execution_id.to_string(),
+                    execution_id: r.execution_id.hyphenated(),
                     started_at_ms: r.started_at_ms,
                     finished_at_ms: r.finished_at_ms,
                     duration_us: r.duration_us,
