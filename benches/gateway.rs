@@ -8,7 +8,9 @@
 //!   processes (issue #3);
 //! - `startup`: launch to a complete `tools/list` with 10 children that take 300 ms to start, and with
 //!   one as a baseline (issue #3);
-//! - `memory`: lastmile's VmRSS and VmHWM with 10 idle children after `tools/list` (issue #3).
+//! - `memory`: lastmile's VmRSS and VmHWM with 10 idle children after `tools/list`, and its
+//!   watchdog's, each against issue #10's target (12 MB and 2 MB) with a breakdown of what is
+//!   resident (binary pages, heap, malloc arenas, stacks) (issues #3, #10).
 //!
 //! `cargo bench --bench gateway` runs everything; `cargo bench --bench gateway -- latency memory`
 //! picks parts; `LASTMILE_BENCH_QUICK=1` uses fewer iterations (the whole run well under a minute).
@@ -703,17 +705,23 @@ async fn memory() {
         (pids.len(), kb)
     };
     println!(
-        "   lastmile: VmRSS {:.1} MB, VmHWM {:.1} MB (target: under 15 MB); threads {}",
+        "   lastmile: VmRSS {:.1} MB, VmHWM {:.1} MB (target: at most {LASTMILE_RSS_TARGET_MB} MB, {:.2} of it); threads {}",
         mb(m.rss_kb),
         mb(m.hwm_kb),
+        mb(m.rss_kb) / LASTMILE_RSS_TARGET_MB,
         m.threads
     );
+    print_breakdown(pid);
     let (reapers, reaper_kb) = rss_of("reaper");
     if reapers > 0 {
         println!(
-            "   its `lastmile __reaper` watchdog: VmRSS {:.1} MB (a separate process)",
-            mb(reaper_kb)
+            "   its `lastmile __reaper` watchdog: VmRSS {:.1} MB (a separate process; target: at most {REAPER_RSS_TARGET_MB} MB, {:.2} of it)",
+            mb(reaper_kb),
+            mb(reaper_kb) / REAPER_RSS_TARGET_MB
         );
+        for reaper in children.iter().copied().filter(|c| role(*c) == "reaper") {
+            print_breakdown(reaper);
+        }
     }
     let (fixtures, fixture_kb) = rss_of("fixture");
     println!(
@@ -722,6 +730,90 @@ async fn memory() {
         mb(fixture_kb) / fixtures.max(1) as f64
     );
     shut_down(client, pid).await;
+}
+
+/// Issue #10's resident-memory targets with 10 idle children.
+const LASTMILE_RSS_TARGET_MB: f64 = 12.0;
+const REAPER_RSS_TARGET_MB: f64 = 2.0;
+
+/// Where a process's resident memory is, from /proc/PID/status and /proc/PID/smaps: file-backed
+/// (its own binary's pages, shared libraries), heap, and anonymous mappings — thread stacks and
+/// glibc's per-thread malloc arenas (reserved 64 MB at a time; only touched pages count).
+fn print_breakdown(pid: u32) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    println!(
+        "     pid {pid}: anonymous {:.1} MB, file-backed {:.1} MB, shared memory {:.1} MB",
+        mb(kb("RssAnon:")),
+        mb(kb("RssFile:")),
+        mb(kb("RssShmem:"))
+    );
+    let Ok(smaps) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else {
+        return;
+    };
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+    let mut kinds: std::collections::BTreeMap<&'static str, (u64, usize)> = Default::default();
+    let mut current: Option<(&'static str, u64)> = None;
+    // (resident, mapped) of each anonymous mapping, in kB: a thread stack maps its stack size
+    // (tokio's workers 2 MB), a malloc arena up to 64 MB.
+    let mut anonymous: Vec<(u64, u64)> = Vec::new();
+    let mut add = |kind: &'static str, rss: u64| {
+        let e = kinds.entry(kind).or_default();
+        e.0 += rss;
+        e.1 += 1;
+    };
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            let (start, end) = first.split_once('-').unwrap_or(("0", "0"));
+            let size_kb = (u64::from_str_radix(end, 16).unwrap_or(0)
+                - u64::from_str_radix(start, 16).unwrap_or(0))
+                / 1024;
+            let path = words.nth(4).unwrap_or("");
+            let kind = match path {
+                "" => "anonymous (malloc arenas, thread stacks, large allocations)",
+                "[heap]" => "heap (main arena)",
+                "[stack]" => "main thread stack",
+                p if Path::new(p) == exe => "its own binary (text, data)",
+                p if p.starts_with('/') => "shared libraries and other files",
+                _ => "kernel ([vdso], [vvar], ...)",
+            };
+            current = Some((kind, size_kb));
+        } else if first == "Rss:"
+            && let Some((kind, size_kb)) = current.take()
+        {
+            let rss = words.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            add(kind, rss);
+            if kind.starts_with("anonymous") {
+                anonymous.push((rss, size_kb));
+            }
+        }
+    }
+    anonymous.sort_unstable_by_key(|(rss, _)| std::cmp::Reverse(*rss));
+    let mut rows: Vec<_> = kinds.into_iter().collect();
+    rows.sort_by_key(|(_, (rss, _))| std::cmp::Reverse(*rss));
+    for (kind, (rss, maps)) in rows {
+        if rss > 0 {
+            println!("       {:>6.2} MB  {kind} ({maps} mappings)", mb(rss));
+        }
+    }
+    let largest: Vec<String> = anonymous
+        .iter()
+        .take(6)
+        .map(|(rss, size)| format!("{:.2} of {:.1}", mb(*rss), mb(*size)))
+        .collect();
+    println!(
+        "       largest anonymous mappings, MB resident of mapped: {}",
+        largest.join(", ")
+    );
 }
 
 struct Memory {

@@ -145,6 +145,37 @@ impl ColumnValue for Option<i64> {
     }
 }
 
+/// A column holding one of a few fixed words (a tier, a transport, a status): the writer stores
+/// the `&'static str` without allocating; a row read back owns its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Label(std::borrow::Cow<'static, str>);
+
+impl Label {
+    pub(crate) fn into_string(self) -> String {
+        self.0.into_owned()
+    }
+}
+
+impl From<&'static str> for Label {
+    fn from(word: &'static str) -> Self {
+        Label(std::borrow::Cow::Borrowed(word))
+    }
+}
+
+impl FromSql for Label {
+    fn column_result(value: ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        String::column_result(value).map(|s| Label(std::borrow::Cow::Owned(s)))
+    }
+}
+
+impl ColumnValue for Label {
+    const TYPE: ColType = ColType::Text;
+    const NOT_NULL: bool = true;
+    fn val(&self) -> ValRef<'_> {
+        ValRef::Text(&self.0)
+    }
+}
+
 /// Declares the audited tables: for each, a row struct whose fields are its columns in chain order.
 macro_rules! tables {
     ($(
@@ -183,9 +214,10 @@ macro_rules! tables {
                     }),+],
                 };
 
-                /// The column values, in chain order.
-                pub(crate) fn values(&self) -> Vec<ValRef<'_>> {
-                    vec![$(self.$col.val()),+]
+                /// The column values, in chain order, appended to `out` (a buffer the writer
+                /// reuses for every row).
+                pub(crate) fn push_values<'a>(&'a self, out: &mut Vec<ValRef<'a>>) {
+                    $(out.push(self.$col.val());)+
                 }
 
                 /// Read a row selected with [`TableDef::select_columns`], its first column at `first`.
@@ -213,14 +245,14 @@ tables! {
         /// The token's id, never the token.
         jti: Option<String>,
         subject: Option<String>,
-        tier: String,
-        transport: String,
+        tier: Label,
+        transport: Label,
         server: String,
         /// The target: the tool's name on its server, a prompt's name, or a resource URI.
         tool: String,
         /// JSON, scrubbed by the caller (tool calls only).
         arguments: Option<String>,
-        status: String,
+        status: Label,
         error: Option<String>,
         redactions: i64,
         /// The MCP method (`tools/call`, `resources/read`, ...); added in schema version 3.
@@ -269,6 +301,11 @@ impl Table {
         names.join(", ")
     }
 
+    /// The table's position in [`Table::ALL`].
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
     pub(crate) fn insert_sql(self) -> String {
         let n = self.columns().len();
         let marks: Vec<String> = (1..=n + 2).map(|i| format!("?{i}")).collect();
@@ -307,11 +344,12 @@ impl PreparedRow {
         }
     }
 
-    pub(crate) fn values(&self) -> Vec<ValRef<'_>> {
+    /// The column values, in chain order, appended to `out`.
+    pub(crate) fn push_values<'a>(&'a self, out: &mut Vec<ValRef<'a>>) {
         match self {
-            PreparedRow::Executions(r) => r.values(),
-            PreparedRow::Sessions(r) => r.values(),
-            PreparedRow::Edge(r) => r.values(),
+            PreparedRow::Executions(r) => r.push_values(out),
+            PreparedRow::Sessions(r) => r.push_values(out),
+            PreparedRow::Edge(r) => r.push_values(out),
         }
     }
 }
@@ -324,6 +362,18 @@ pub(crate) fn canonical<'a>(
     seq: i64,
     values: impl IntoIterator<Item = ValRef<'a>>,
 ) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    canonical_into(&mut out, table, seq, values);
+    out
+}
+
+/// [`canonical`] written into `out` (cleared first), so the writer reuses one buffer.
+pub(crate) fn canonical_into<'a>(
+    out: &mut Vec<u8>,
+    table: Table,
+    seq: i64,
+    values: impl IntoIterator<Item = ValRef<'a>>,
+) {
     fn value(out: &mut Vec<u8>, v: ValRef<'_>) {
         match v {
             ValRef::Null => out.push(0),
@@ -338,23 +388,22 @@ pub(crate) fn canonical<'a>(
             }
         }
     }
-    let mut out = Vec::with_capacity(256);
+    out.clear();
     out.extend_from_slice(table.name().as_bytes());
     out.push(0);
     out.extend_from_slice(&seq.to_be_bytes());
     for (col, v) in table.columns().iter().zip(values) {
         match col.added_with_default {
-            None => value(&mut out, v),
+            None => value(out, v),
             Some(d) if v == ValRef::Text(d) => {}
             Some(_) => {
                 out.push(0xff);
                 out.extend_from_slice(&(col.name.len() as u64).to_be_bytes());
                 out.extend_from_slice(col.name.as_bytes());
-                value(&mut out, v);
+                value(out, v);
             }
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -432,6 +481,39 @@ mod tests {
         }
         let conn = db::open(&path, db::OpenOptions::default()).unwrap();
         assert_matches_layout(&conn);
+    }
+
+    #[test]
+    fn a_table_index_is_its_position_in_all() {
+        for (i, t) in Table::ALL.iter().enumerate() {
+            assert_eq!(t.index(), i);
+        }
+    }
+
+    #[test]
+    fn canonical_into_clears_its_reused_buffer() {
+        let long = [
+            ValRef::Text("a value longer than the next row's"),
+            ValRef::Int(3),
+        ];
+        let short = [ValRef::Null];
+        let mut buf = Vec::new();
+        canonical_into(&mut buf, Table::Sessions, 1, long);
+        assert_eq!(buf, canonical(Table::Sessions, 1, long));
+        canonical_into(&mut buf, Table::Sessions, 2, short);
+        assert_eq!(buf, canonical(Table::Sessions, 2, short));
+    }
+
+    #[test]
+    fn a_label_is_stored_and_read_back_as_its_text() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let label = Label::from("tools/call");
+        assert_eq!(label.val(), ValRef::Text("tools/call"));
+        let back: Label = conn
+            .query_row("SELECT ?1", [&label.val()], |r| r.get(0))
+            .unwrap();
+        assert_eq!(back, label);
+        assert_eq!(back.into_string(), "tools/call");
     }
 
     #[test]

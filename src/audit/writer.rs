@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::AuditError;
 use super::chain::{self, AuditKey, ChainBreak, GENESIS, Head, HeadFile, Voucher};
 use super::db::{self, OpenOptions, classify};
-use super::layout::{EdgeRow, ExecRow, PreparedRow, SessionRow, Table, canonical};
+use super::layout::{EdgeRow, ExecRow, PreparedRow, SessionRow, Table, ValRef, canonical_into};
 use super::mark::{self, HighWaterStore, MarkState};
 use super::record::{AuditRecord, auth_mode_str, mask_jwt_like};
 
@@ -74,8 +74,11 @@ pub struct WriterStats {
     pub last_seq: i64,
 }
 
+// A record travels by value: boxing it would put a `malloc` in every hand-off, and the writer's
+// frees of those boxes contend with it for the sender's arena (the hand-off's p99).
+#[allow(clippy::large_enum_variant)]
 enum Msg {
-    Record(Box<AuditRecord>),
+    Record(AuditRecord),
     Flush(oneshot::Sender<Result<i64, AuditError>>),
     Wake,
 }
@@ -111,7 +114,7 @@ impl AuditSink {
     /// shut down and the record was not taken.
     pub async fn record(&self, record: impl Into<AuditRecord>) -> Result<(), AuditError> {
         self.tx
-            .send(Msg::Record(Box::new(record.into())))
+            .send(Msg::Record(record.into()))
             .await
             .map_err(|_| AuditError::Closed)
     }
@@ -120,7 +123,7 @@ impl AuditSink {
     /// `blocking_send` does).
     pub fn record_blocking(&self, record: impl Into<AuditRecord>) -> Result<(), AuditError> {
         self.tx
-            .blocking_send(Msg::Record(Box::new(record.into())))
+            .blocking_send(Msg::Record(record.into()))
             .map_err(|_| AuditError::Closed)
     }
 
@@ -307,10 +310,16 @@ impl PreparedRow {
         let mut n = 0u32;
         match record {
             AuditRecord::Execution(r) => {
-                let arguments = r.arguments.as_ref().map(|v| masked(v.to_string(), &mut n));
+                // `serde_json::to_string` writes straight into the String; `Value`'s `Display`
+                // (`to_string`) goes through a formatter adapter at every write. Same bytes, and
+                // it cannot fail: a `Value`'s map keys are strings.
+                let arguments = r
+                    .arguments
+                    .as_ref()
+                    .map(|v| masked(serde_json::to_string(v).unwrap_or_default(), &mut n));
                 let error = masked_opt(r.error, &mut n);
                 let mut row = ExecRow {
-                    execution_id: r.execution_id.to_string(),
+                    execution_id: r.execution_id.hyphenated(),
                     started_at_ms: r.started_at_ms,
                     finished_at_ms: r.finished_at_ms,
                     duration_us: r.duration_us,
@@ -385,6 +394,7 @@ fn guard(
 ) -> Result<(Head, Head), AuditError> {
     let end = chain::db_end(conn, key, path)?;
     let mut best = vouched;
+    let mut checked = None;
     match chain::read_head(key, head_path).map_err(|e| AuditError::Io {
         path: head_path.to_path_buf(),
         detail: e.to_string(),
@@ -393,6 +403,7 @@ fn guard(
             if let Some(b) = chain::check_extends(conn, key, path, end, h, Voucher::HeadFile)? {
                 return Err(broken(path, b));
             }
+            checked = Some(h);
             if h.seq > best.seq {
                 best = h;
             }
@@ -417,8 +428,10 @@ fn guard(
         HeadFile::Missing => {}
     }
     // What this writer itself saw vouched for: an older checkpoint copied back over a newer one
-    // must not let a cut through.
+    // must not let a cut through. (When the checkpoint holds exactly that head, which is the
+    // usual case, it was checked just above.)
     if vouched.seq > 0
+        && checked != Some(vouched)
         && let Some(b) = chain::check_extends(conn, key, path, end, vouched, Voucher::HeadFile)?
     {
         return Err(broken(path, b));
@@ -487,19 +500,26 @@ pub(crate) fn commit_rows(
         for t in Table::ALL {
             stmts.push(tx.prepare_cached(&t.insert_sql()).map_err(err)?);
         }
+        // Keyed once per batch; the values and canonical bytes reuse one buffer each, and the
+        // parameters are bound in place: a row allocates nothing here.
+        let mac = key.row_mac();
+        let mut values: Vec<ValRef<'_>> = Vec::with_capacity(32);
+        let mut bytes: Vec<u8> = Vec::with_capacity(1024);
         for row in rows {
             seq += 1;
             let table = row.table();
-            let values = row.values();
-            let tag = key.row_tag(&prev, &canonical(table, seq, values.iter().copied()));
-            let stmt = &mut stmts[Table::ALL.iter().position(|t| *t == table).unwrap_or(0)];
-            let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(values.len() + 2);
-            params.push(&seq);
-            for v in &values {
-                params.push(v);
+            values.clear();
+            row.push_values(&mut values);
+            canonical_into(&mut bytes, table, seq, values.iter().copied());
+            let tag = mac.tag(&prev, &bytes);
+            let stmt = &mut stmts[table.index()];
+            stmt.raw_bind_parameter(1, seq).map_err(err)?;
+            for (i, v) in values.iter().enumerate() {
+                stmt.raw_bind_parameter(i + 2, v).map_err(err)?;
             }
-            params.push(&tag);
-            stmt.execute(params.as_slice()).map_err(err)?;
+            stmt.raw_bind_parameter(values.len() + 2, tag)
+                .map_err(err)?;
+            stmt.raw_execute().map_err(err)?;
             prev = tag;
         }
     }
@@ -607,7 +627,7 @@ impl WriterState {
         waiters: &mut Vec<oneshot::Sender<Result<i64, AuditError>>>,
     ) {
         match msg {
-            Msg::Record(r) => rows.push(PreparedRow::from_record(*r)),
+            Msg::Record(r) => rows.push(PreparedRow::from_record(r)),
             Msg::Flush(w) => waiters.push(w),
             Msg::Wake => {}
         }

@@ -152,8 +152,8 @@ impl ProfileConfig {
     /// Parse a `lastmile.toml` text; the error carries its line.
     pub fn parse(text: &str) -> Result<Self, (usize, String)> {
         let config: ProfileConfig = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| line_of_offset(text, s.start)).unwrap_or(1);
-            (line, e.message().trim().to_string())
+            let (line, message) = super::toml_error(text, &e);
+            (line.unwrap_or(1), message)
         })?;
         let line_of = |needle: &str| {
             text.find(needle)

@@ -340,8 +340,7 @@ fn is_valid_prefix(p: &str) -> bool {
 /// Parse one server file's text. `Err` carries the line where the problem is, when known.
 pub fn parse_server_file(text: &str) -> Result<ServerDef, (Option<usize>, ServerFileError)> {
     let def: ServerDef = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| line_of_offset(text, s.start));
-        let message = e.message().trim().to_string();
+        let (line, message) = super::toml_error(text, &e);
         (line, ServerFileError::Parse(message))
     })?;
     validate(&def, text)?;

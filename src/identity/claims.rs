@@ -67,7 +67,249 @@ impl Claims {
     }
 }
 
+/// [`Claims`] borrowed from the decoded payload, read by [`ClaimsRef::scan`]: the verifier
+/// checks these before it allocates anything.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ClaimsRef<'a> {
+    pub(crate) iss: &'a str,
+    pub(crate) aud: &'a str,
+    sub: &'a str,
+    pub(crate) exp: u64,
+    pub(crate) iat: Option<u64>,
+    pub(crate) nbf: Option<u64>,
+    jti: &'a str,
+    session_id: &'a str,
+    tier: Tier,
+    scope: Option<&'a str>,
+    roles: Vec<&'a str>,
+    user_type: Option<&'a str>,
+    rate_limit_tier: Option<Tier>,
+}
+
+impl<'a> ClaimsRef<'a> {
+    /// Read the claims of the shape lastmile issues — one JSON object of known claims, each at
+    /// most once, strings without escapes or control characters, whole numbers without sign,
+    /// fraction or exponent — borrowing every string from `payload`.
+    ///
+    /// `None` for anything else. It never accepts what the owned serde parse of [`Claims`]
+    /// refuses, and what it accepts it reads to equal claims (a test holds it to that); the
+    /// verifier hands everything it declines to that parse, which accepts or names the reason.
+    pub(crate) fn scan(payload: &'a [u8]) -> Option<Self> {
+        let text = std::str::from_utf8(payload).ok()?;
+        let mut s = Scan { text, at: 0 };
+        let (mut iss, mut aud, mut sub, mut exp, mut iat, mut nbf) =
+            (None, None, None, None, None, None);
+        let (mut jti, mut session_id, mut tier, mut scope) = (None, None, None, None);
+        let (mut roles, mut user_type, mut rate_limit_tier) = (None, None, None);
+        s.expect(b'{')?;
+        loop {
+            let key = s.string()?;
+            s.expect(b':')?;
+            match key {
+                "iss" => once(&mut iss, s.string()?)?,
+                "aud" => once(&mut aud, s.string()?)?,
+                "sub" => once(&mut sub, s.string()?)?,
+                "exp" => once(&mut exp, s.number()?)?,
+                "iat" => once(&mut iat, s.number()?)?,
+                "nbf" => once(&mut nbf, s.number()?)?,
+                "jti" => once(&mut jti, s.string()?)?,
+                "session_id" => once(&mut session_id, s.string()?)?,
+                "tier" => once(&mut tier, s.string()?.parse::<Tier>().ok()?)?,
+                "scope" => once(&mut scope, s.string()?)?,
+                "roles" => {
+                    let list = s.strings()?;
+                    once(&mut roles, list)?
+                }
+                "user_type" => once(&mut user_type, s.string()?)?,
+                "rate_limit_tier" => once(&mut rate_limit_tier, s.string()?.parse::<Tier>().ok()?)?,
+                _ => return None,
+            }
+            match s.next()? {
+                b',' => {}
+                b'}' => break,
+                _ => return None,
+            }
+        }
+        s.skip_space();
+        if s.at != payload.len() {
+            return None;
+        }
+        Some(ClaimsRef {
+            iss: iss?,
+            aud: aud?,
+            sub: sub?,
+            exp: exp?,
+            iat,
+            nbf,
+            jti: jti?,
+            session_id: session_id?,
+            tier: tier?,
+            scope,
+            roles: roles.unwrap_or_default(),
+            user_type,
+            rate_limit_tier,
+        })
+    }
+
+    /// The owned claims a session keeps.
+    pub(crate) fn to_owned_claims(&self) -> Claims {
+        Claims {
+            iss: self.iss.to_owned(),
+            aud: self.aud.to_owned(),
+            sub: self.sub.to_owned(),
+            exp: self.exp,
+            iat: self.iat,
+            nbf: self.nbf,
+            jti: self.jti.to_owned(),
+            session_id: self.session_id.to_owned(),
+            tier: self.tier,
+            scope: self.scope.map(str::to_owned),
+            roles: self.roles.iter().map(|r| (*r).to_owned()).collect(),
+            user_type: self.user_type.map(str::to_owned),
+            rate_limit_tier: self.rate_limit_tier,
+        }
+    }
+}
+
+/// Set a claim seen for the first time; `None` (decline) for a duplicate, which serde refuses.
+fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
+    match slot {
+        Some(_) => None,
+        None => {
+            *slot = Some(value);
+            Some(())
+        }
+    }
+}
+
+/// Whether any of the eight bytes may be a quote, a backslash or a control byte.
+fn may_end_string(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    (has_zero(word ^ (ONES * u64::from(b'"')))
+        | has_zero(word ^ (ONES * u64::from(b'\\')))
+        | below_space)
+        != 0
+}
+
+/// A cursor over JSON text; every method returns `None` where the strict shape ends.
+struct Scan<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Scan<'a> {
+    /// JSON's four whitespace bytes, as serde_json skips them.
+    fn skip_space(&mut self) {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.text.as_bytes().get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    /// The next byte after whitespace, consumed.
+    fn next(&mut self) -> Option<u8> {
+        self.skip_space();
+        let b = *self.text.as_bytes().get(self.at)?;
+        self.at += 1;
+        Some(b)
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.next()? == byte).then_some(())
+    }
+
+    /// A string with no escape and no control character (which JSON forbids raw).
+    fn string(&mut self) -> Option<&'a str> {
+        self.expect(b'"')?;
+        let start = self.at;
+        let bytes = self.text.as_bytes();
+        // Eight bytes at a time up to the chunk that may hold the end (SWAR: the test has false
+        // positives, never false negatives), then byte by byte.
+        while let Some(chunk) = bytes.get(self.at..self.at + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            if may_end_string(u64::from_le_bytes(word)) {
+                break;
+            }
+            self.at += 8;
+        }
+        loop {
+            match *bytes.get(self.at)? {
+                b'"' => break,
+                b'\\' | 0..=0x1f => return None,
+                _ => self.at += 1,
+            }
+        }
+        let out = self.text.get(start..self.at)?;
+        self.at += 1;
+        Some(out)
+    }
+
+    /// A whole number that fits u64, written as JSON allows: no sign, no leading zero, and not
+    /// followed by a fraction or an exponent (serde refuses those for an integer claim).
+    fn number(&mut self) -> Option<u64> {
+        self.skip_space();
+        let bytes = self.text.as_bytes();
+        let start = self.at;
+        let mut n: u64 = 0;
+        while let Some(d @ b'0'..=b'9') = bytes.get(self.at).copied() {
+            n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+            self.at += 1;
+        }
+        let digits = self.at - start;
+        if digits == 0 || (digits > 1 && bytes[start] == b'0') {
+            return None;
+        }
+        if let Some(b'.' | b'e' | b'E') = bytes.get(self.at) {
+            return None;
+        }
+        Some(n)
+    }
+
+    /// An array of such strings.
+    fn strings(&mut self) -> Option<Vec<&'a str>> {
+        self.expect(b'[')?;
+        let mut out = Vec::new();
+        self.skip_space();
+        if self.text.as_bytes().get(self.at) == Some(&b']') {
+            self.at += 1;
+            return Some(out);
+        }
+        loop {
+            out.push(self.string()?);
+            match self.next()? {
+                b',' => {}
+                b']' => return Some(out),
+                _ => return None,
+            }
+        }
+    }
+}
+
 /// `nbf` present means a number: `"nbf": null` is an error, not an absent claim.
 fn number_not_null<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     u64::deserialize(d).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_end_string;
+
+    #[test]
+    fn the_word_test_never_misses_a_quote_a_backslash_or_a_control_byte() {
+        for background in [b'a', b'~', 0x7f, 0xc3, 0xff, b' '] {
+            for at in 0..8 {
+                for byte in 0..=255u8 {
+                    let mut word = [background; 8];
+                    word[at] = byte;
+                    if byte == b'"' || byte == b'\\' || byte < 0x20 {
+                        assert!(may_end_string(u64::from_le_bytes(word)), "{word:?}");
+                    }
+                }
+            }
+            assert!(!may_end_string(u64::from_le_bytes([background; 8])));
+        }
+    }
 }

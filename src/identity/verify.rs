@@ -1,6 +1,9 @@
 //! The lean HS256 verifier: a pinned header, HMAC-SHA256 with a constant-time compare, then one
-//! `serde_json` pass into [`Claims`]. No JSON is parsed before the signature has been checked
-//! (the header is compared byte for byte; it is decoded only to name why it was refused).
+//! borrowed scan of the payload (decoded on the stack) for the shape lastmile issues; the owned
+//! [`Claims`] are made only once every check has passed. No JSON is parsed before the signature
+//! has been checked (the header is compared byte for byte; it is decoded only to name why it was
+//! refused). A payload the scan declines takes one owned `serde_json` pass into [`Claims`], so a
+//! refusal's reason is the one it always had.
 //!
 //! It accepts exactly what jsonwebtoken's validator accepts when configured the same way (HS256,
 //! `iss`, `aud`, leeway, `nbf` checked, `exp`/`iss`/`aud`/`sub` required, claims parsed into
@@ -15,7 +18,7 @@ use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
-use super::claims::Claims;
+use super::claims::{Claims, ClaimsRef};
 use super::secret::{WeakSecret, check_signing_secret};
 use super::time::{UnixTime, human_secs, now_unix};
 use crate::config::{AuthSection, Tier};
@@ -26,6 +29,10 @@ pub const MAX_TOKEN_BYTES: usize = 8192;
 /// The only header accepted, base64url: `{"typ":"JWT","alg":"HS256"}`, exactly what jsonwebtoken's
 /// `Header::new(Algorithm::HS256)` serializes to and what [`super::TokenIssuer`] writes.
 pub const PINNED_HEADER: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9";
+
+/// Payloads up to this many decoded bytes are verified without a heap buffer (a session token's
+/// is about 250).
+const PAYLOAD_STACK_BYTES: usize = 1024;
 
 /// The pinned header as JSON, for messages.
 pub const PINNED_HEADER_JSON: &str = r#"{"typ":"JWT","alg":"HS256"}"#;
@@ -230,15 +237,11 @@ pub(crate) fn split(token: &[u8]) -> Result<Parts<'_>, Rejection> {
     if token.is_empty() {
         return Err(Rejection::Empty);
     }
-    let mut dots = token
-        .iter()
-        .enumerate()
-        .filter(|(_, b)| **b == b'.')
-        .map(|(i, _)| i);
+    let mut dots = memchr::memchr_iter(b'.', token);
     let (first, second) = match (dots.next(), dots.next(), dots.next()) {
         (Some(a), Some(b), None) => (a, b),
         _ => {
-            let segments = token.iter().filter(|b| **b == b'.').count() + 1;
+            let segments = memchr::memchr_iter(b'.', token).count() + 1;
             return Err(Rejection::WrongSegmentCount { segments });
         }
     };
@@ -364,37 +367,74 @@ impl Verifier {
     pub fn verify_at(&self, token: &[u8], now: u64) -> Result<Claims, Rejection> {
         let parts = split(token)?;
         let signature = decode_signature(parts.signature)?;
-        let payload = decode_payload(parts.payload)?;
+        // A session token's payload fits the stack buffer; a larger one (up to the size limit)
+        // takes the heap.
+        let mut stack = [0u8; PAYLOAD_STACK_BYTES];
+        let heap;
+        let payload: &[u8] = match URL_SAFE_NO_PAD.decode_slice(parts.payload, &mut stack) {
+            Ok(len) => &stack[..len],
+            Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+                heap = decode_payload(parts.payload)?;
+                &heap
+            }
+            Err(base64::DecodeSliceError::DecodeError(_)) => {
+                return Err(Rejection::NotBase64Url {
+                    segment: Segment::Payload,
+                });
+            }
+        };
         let mut mac = self.mac.clone();
         mac.update(parts.signing_input);
         // `verify_slice` compares in constant time.
         mac.verify_slice(&signature)
             .map_err(|_| Rejection::BadSignature)?;
+        // The borrowed scan reads the shape lastmile issues; anything else (escapes, unknown
+        // claims, nulls, a refusal) takes the owned serde parse, so every refusal keeps the exact
+        // reason and message it always had.
+        if let Some(claims) = ClaimsRef::scan(payload) {
+            self.check_claims(
+                claims.iss, claims.aud, claims.exp, claims.iat, claims.nbf, now,
+            )?;
+            return Ok(claims.to_owned_claims());
+        }
         let claims: Claims =
-            serde_json::from_slice(&payload).map_err(|e| diagnose_claims(&payload, &e))?;
-        self.check_claims(&claims, now)?;
+            serde_json::from_slice(payload).map_err(|e| diagnose_claims(payload, &e))?;
+        self.check_claims(
+            &claims.iss,
+            &claims.aud,
+            claims.exp,
+            claims.iat,
+            claims.nbf,
+            now,
+        )?;
         Ok(claims)
     }
 
-    fn check_claims(&self, claims: &Claims, now: u64) -> Result<(), Rejection> {
-        if claims.iss != self.issuer {
+    fn check_claims(
+        &self,
+        iss: &str,
+        aud: &str,
+        exp: u64,
+        iat: Option<u64>,
+        nbf: Option<u64>,
+        now: u64,
+    ) -> Result<(), Rejection> {
+        if iss != self.issuer {
             return Err(Rejection::WrongIssuer {
-                found: quote(&claims.iss),
+                found: quote(iss),
                 expected: self.issuer.clone(),
             });
         }
-        if claims.aud != self.audience {
+        if aud != self.audience {
             return Err(Rejection::WrongAudience {
-                found: quote(&claims.aud),
+                found: quote(aud),
                 expected: self.audience.clone(),
             });
         }
-        if claims.exp.saturating_add(self.leeway) < now {
-            return Err(Rejection::Expired {
-                at: UnixTime(claims.exp),
-            });
+        if exp.saturating_add(self.leeway) < now {
+            return Err(Rejection::Expired { at: UnixTime(exp) });
         }
-        if let Some(nbf) = claims.nbf
+        if let Some(nbf) = nbf
             && nbf > now.saturating_add(self.leeway)
         {
             return Err(Rejection::NotYetValid {
@@ -402,18 +442,18 @@ impl Verifier {
             });
         }
         let too_long = |lifetime_secs: u64, from_iat: bool| Rejection::LifetimeTooLong {
-            exp: UnixTime(claims.exp),
+            exp: UnixTime(exp),
             lifetime_secs,
             from_iat,
             max_secs: self.max_lifetime,
         };
-        if let Some(iat) = claims.iat {
-            let lifetime = claims.exp.saturating_sub(iat);
+        if let Some(iat) = iat {
+            let lifetime = exp.saturating_sub(iat);
             if lifetime > self.max_lifetime {
                 return Err(too_long(lifetime, true));
             }
         }
-        let remaining = claims.exp.saturating_sub(now);
+        let remaining = exp.saturating_sub(now);
         if remaining > self.max_lifetime.saturating_add(self.leeway) {
             return Err(too_long(remaining, false));
         }

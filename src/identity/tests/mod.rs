@@ -2,6 +2,7 @@
 //! the three modes, rate limits per tier, and the differential test against jsonwebtoken.
 
 mod attacks;
+mod borrowed;
 mod differential;
 mod issuing;
 mod modes;
