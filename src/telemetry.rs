@@ -101,6 +101,9 @@ pub fn scrub_window() -> usize {
     installed().map_or(0, |s| s.window())
 }
 
+/// How many log lines may wait for the file writer.
+const LOG_QUEUE_LINES: usize = 1024;
+
 /// Keeps the file writer alive; dropping it flushes the log.
 pub struct LogGuard {
     _file: Option<tracing_appender::non_blocking::WorkerGuard>,
@@ -121,7 +124,10 @@ pub fn init_serving(log_dir: &Path) -> LogGuard {
         .ok();
     match file {
         Some(appender) => {
+            // The default channel preallocates 128,000 lines (about 4 MB resident); a gateway
+            // logs a few lines a minute, and a burst waits for the writer rather than drop.
             let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+                .buffered_lines_limit(LOG_QUEUE_LINES)
                 .lossy(false)
                 .finish(appender);
             let file_layer = json_lines(ScrubbingMakeWriter(writer));
