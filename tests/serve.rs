@@ -545,3 +545,27 @@ async fn a_batch_file_found_through_pathext_runs_and_unsafe_arguments_are_refuse
     assert!(stderr.contains("fixturectl.cmd"), "{stderr}");
     assert!(stderr.contains("it is a batch file"), "{stderr}");
 }
+
+/// A child that lists its tools in pages is read to the last page: every tool is offered.
+#[tokio::test]
+async fn a_paginated_child_list_is_followed_to_the_end() {
+    let w = World::new();
+    // `--tool` extras come last: `lastpage` is on the last page.
+    w.fixture("paged", &["--page-size", "2", "--tool", "lastpage"], "");
+    w.fixture("whole", &["--tool", "lastpage"], "");
+    let s = w.serve().await;
+    let names = s.tool_names().await;
+    let paged: Vec<&String> = names.iter().filter(|n| n.starts_with("paged__")).collect();
+    let whole: Vec<&String> = names.iter().filter(|n| n.starts_with("whole__")).collect();
+    assert!(whole.len() > 2, "{names:?}");
+    assert_eq!(paged.len(), whole.len(), "{names:?}");
+    let r = s
+        .call(
+            "paged__lastpage",
+            json!({ "text": "from the last page too" }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(text_of(&r), "from the last page too");
+    s.close().await;
+}
