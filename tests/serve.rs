@@ -566,6 +566,6 @@ async fn a_paginated_child_list_is_followed_to_the_end() {
         )
         .await
         .unwrap();
-    assert_eq!(text_of(&r), "from the last page too");
+    assert_eq!(text_of(&r), "lastpage: from the last page too");
     s.close().await;
 }
