@@ -963,6 +963,48 @@ fn a_cut_while_a_writer_runs_stops_its_appends() {
     assert_eq!(count(&f.path, "tool_executions"), 3);
 }
 
+/// A flush sent while the writer keeps failing a batch is answered with the failure at once; it
+/// does not wait in the channel behind the retries (a session's last flush would hang its exit).
+#[test]
+fn a_flush_sent_while_a_commit_keeps_failing_is_answered() {
+    let f = Fixture::new();
+    let writer = AuditWriter::open_with(
+        &f.path,
+        key(),
+        WriterOptions {
+            shutdown_grace: Duration::from_millis(50),
+            ..WriterOptions::default()
+        },
+    )
+    .unwrap();
+    let sink = writer.sink();
+    sink.record_blocking(exec("alice", "t0", ExecStatus::Ok))
+        .unwrap();
+    assert_eq!(sink.flush_blocking().unwrap(), 1);
+    let old = std::fs::read(head_path(&f.path)).unwrap();
+    sink.record_blocking(exec("alice", "t1", ExecStatus::Ok))
+        .unwrap();
+    assert_eq!(sink.flush_blocking().unwrap(), 2);
+    f.sql("DELETE FROM tool_executions WHERE seq = 2");
+    std::fs::write(head_path(&f.path), old).unwrap();
+    // The writer takes this record alone and starts failing on it...
+    sink.record_blocking(exec("alice", "t2", ExecStatus::Ok))
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sink.last_error().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer never failed"
+        );
+        std::thread::yield_now();
+    }
+    // ...so this flush reaches it only between retries: it must still be answered.
+    let e = sink.flush_blocking().unwrap_err();
+    assert!(matches!(chain_break(e), ChainBreak::Truncated { .. }));
+    let end = writer.shutdown();
+    assert!(matches!(end, Err(AuditError::Unwritten { .. })), "{end:?}");
+}
+
 #[test]
 fn a_forged_or_deleted_checkpoint_is_refused_by_the_writer() {
     let f = Fixture::new();

@@ -232,6 +232,7 @@ impl AuditWriter {
             mark,
             marked_at: Instant::now(),
             marked_seq: start.seq,
+            held: std::collections::VecDeque::new(),
         };
         let thread = std::thread::Builder::new()
             .name("lastmile-audit".into())
@@ -542,6 +543,9 @@ struct WriterState {
     mark: Option<Box<dyn HighWaterStore>>,
     marked_at: Instant,
     marked_seq: i64,
+    /// Messages taken off the channel while a commit was failing (records wait here, in order,
+    /// for the next batch; flushes are answered at once).
+    held: std::collections::VecDeque<Msg>,
 }
 
 impl WriterState {
@@ -562,8 +566,14 @@ impl WriterState {
             self.take(first, &mut rows, &mut waiters);
             // Take what is waiting in one go: the channel then frees its slots at once, so
             // senders blocked on a full channel wake once per batch, not once per row.
-            let room = self.opts.max_batch.saturating_sub(1);
-            if room > 0 && !self.rx.is_empty() {
+            let mut room = self.opts.max_batch.saturating_sub(1);
+            while room > 0
+                && let Some(msg) = self.held.pop_front()
+            {
+                self.take(msg, &mut rows, &mut waiters);
+                room -= 1;
+            }
+            if room > 0 && self.held.is_empty() && !self.rx.is_empty() {
                 // Only this thread receives: with messages waiting this does not block.
                 self.rx.blocking_recv_many(&mut taken, room);
                 for msg in taken.drain(..) {
@@ -604,6 +614,9 @@ impl WriterState {
     /// The next message. A writer that just worked polls for up to `linger` before it parks: while
     /// calls keep coming it is never parked, so a sender never pays for waking a thread.
     fn next_message(&mut self) -> Option<Msg> {
+        if let Some(msg) = self.held.pop_front() {
+            return Some(msg);
+        }
         let until = Instant::now() + self.opts.linger;
         let step = self.opts.linger.min(Duration::from_micros(250));
         while !self.stop.load(Ordering::Acquire) {
@@ -685,6 +698,19 @@ impl WriterState {
                     }
                     for w in waiters.drain(..) {
                         let _ = w.send(Err(e.clone()));
+                    }
+                    // A flush sent while this batch keeps failing is answered now: it would
+                    // otherwise wait in the channel behind the retries (a session's last flush
+                    // would hang its exit). Records keep their order for the next batch.
+                    while self.held.len() < self.opts.capacity
+                        && let Ok(msg) = self.rx.try_recv()
+                    {
+                        match msg {
+                            Msg::Flush(w) => {
+                                let _ = w.send(Err(e.clone()));
+                            }
+                            other => self.held.push_back(other),
+                        }
                     }
                     if self.stop.load(Ordering::Acquire) {
                         let deadline = *give_up_at
