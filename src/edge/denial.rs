@@ -139,26 +139,18 @@ impl Denial {
         }
     }
 
-    /// The `edge_events` row: the count is written into the reason when the event stands for more
-    /// than one denial.
+    /// The `edge_events` row; its `count` is how many denials it stands for.
     pub fn to_edge_event(&self) -> EdgeEvent {
-        let reason = if self.count > 1 {
-            format!(
-                "{}: {} (and {} more like it within the window)",
-                self.code, self.reason, self.count
-            )
-        } else {
-            format!("{}: {}", self.code, self.reason)
-        };
         EdgeEvent {
             at_ms: self.first_at_ms,
             check: self.check.as_str().into(),
-            reason,
+            reason: format!("{}: {}", self.code, self.reason),
             method: self.method.clone(),
             path: self.path.clone(),
             user_agent: self.user_agent.clone(),
             remote_addr: Some(self.client.to_string()),
             requests_per_minute: self.requests_per_minute,
+            count: u32::try_from(self.count).unwrap_or(u32::MAX),
         }
     }
 
