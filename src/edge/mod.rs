@@ -262,6 +262,34 @@ impl std::fmt::Debug for Edge {
     }
 }
 
+/// A subscriber that records nothing. Unlike `Dispatch::none()` it answers "sometimes" for a
+/// callsite first seen in its scope, so that callsite is not cached as never-enabled for the
+/// whole process; and it is registered once, not per request.
+struct Silent;
+
+impl tracing::Subscriber for Silent {
+    fn register_callsite(&self, _: &tracing::Metadata<'_>) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::OFF)
+    }
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        false
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+static SILENT: std::sync::LazyLock<tracing::Dispatch> =
+    std::sync::LazyLock::new(|| tracing::Dispatch::new(Silent));
+
 /// Denials tracked at once by the aggregator.
 const MAX_DENIAL_SLOTS: usize = 4096;
 
@@ -412,9 +440,7 @@ impl Edge {
         };
         // The authenticator warns on every anonymous or test session it makes, which suits one
         // stdio launch but would write a log line per HTTP request: silence it for this call.
-        tracing::dispatcher::with_default(&tracing::Dispatch::none(), || {
-            self.auth.establish_at(none, now).ok()
-        })
+        tracing::dispatcher::with_default(&SILENT, || self.auth.establish_at(none, now).ok())
     }
 
     fn refusal(&self, reason: RefusalReason) -> Refusal {

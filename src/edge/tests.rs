@@ -523,3 +523,29 @@ fn no_refusal_body_header_log_line_or_audit_row_holds_a_token_or_a_secret() {
         }
     }
 }
+
+#[test]
+fn an_anonymous_request_does_not_silence_the_authenticators_warnings_for_good() {
+    let log = global_log();
+    let w = world(AuthMode::Optional);
+    // The authenticator's warning is silenced for the edge's anonymous requests ...
+    assert!(w.triage(post(), REMOTE).is_ok());
+    // ... but its callsite still logs when the authenticator is used directly (stdio).
+    let auth = AuthSection {
+        mode: AuthMode::Optional,
+        ..AuthSection::default()
+    };
+    let authn =
+        Authenticator::new(&auth, Some(&SecretString::from(SIGNING.to_string())), false).unwrap();
+    let none = TokenSources {
+        token_file: None,
+        env_token: None,
+        saved: || Ok::<Option<SecretString>, String>(None),
+    };
+    assert!(authn.establish_at(none, NOW).is_ok());
+    let logged = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logged.contains("continuing as an anonymous session"),
+        "{logged}"
+    );
+}
