@@ -145,3 +145,10 @@ CREATE INDEX tool_executions_method ON tool_executions (method, started_at_ms);
 
 -- The writer now finds the chain's end in the rows themselves, checked against the vouched heads.
 DROP TABLE chain_head;
+
+-- migration: 4
+
+-- The HTTP edge collapses a flood of denials (one client, one check, one window) into one row:
+-- `count` is how many denials the row stands for. Rows written before were one denial each; a row
+-- at that default MACs exactly as it did before, so they still verify.
+ALTER TABLE edge_events ADD COLUMN count INTEGER NOT NULL DEFAULT 1;

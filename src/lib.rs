@@ -16,6 +16,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod downstream;
+pub mod edge;
 pub mod exit_codes;
 pub mod gateway;
 pub mod identity;

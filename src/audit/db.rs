@@ -13,7 +13,7 @@ use super::{AuditError, files};
 pub(crate) const SCHEMA_SQL: &str = include_str!("../../schemas/audit.sql");
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// How long a statement waits for another connection's lock before failing as locked.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);

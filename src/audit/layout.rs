@@ -31,9 +31,30 @@ pub(crate) struct Column {
     pub ty: ColType,
     pub not_null: bool,
     /// For a column added after rows were already chained: the value those rows have (its SQL
-    /// `DEFAULT`). A row holding exactly this value MACs as if the column did not exist, so rows
-    /// written before the column was added still verify.
+    /// `DEFAULT`, written as text; an integer column's is its decimal digits). A row holding
+    /// exactly this value MACs as if the column did not exist, so rows written before the column
+    /// was added still verify.
     pub added_with_default: Option<&'static str>,
+}
+
+impl Column {
+    /// Whether `v` is this added column's default.
+    fn holds_default(&self, v: ValRef<'_>) -> bool {
+        match (self.added_with_default, v) {
+            (Some(d), ValRef::Text(s)) => self.ty == ColType::Text && s == d,
+            (Some(d), ValRef::Int(i)) => self.ty == ColType::Int && d.parse::<i64>() == Ok(i),
+            _ => false,
+        }
+    }
+
+    /// The default as SQLite reports it (`'text'` quoted, integers bare).
+    #[cfg_attr(not(test), allow(dead_code))] // the schema test compares it with SQLite's
+    pub(crate) fn sql_default(&self) -> Option<String> {
+        self.added_with_default.map(|d| match self.ty {
+            ColType::Text => format!("'{d}'"),
+            ColType::Int => d.to_string(),
+        })
+    }
 }
 
 /// One audited table.
@@ -283,6 +304,8 @@ tables! {
         user_agent: Option<String>,
         remote_addr: Option<String>,
         requests_per_minute: Option<i64>,
+        /// How many denials the row stands for (a flood collapsed); added in schema version 4.
+        count: i64 = added with default "1",
     }
 }
 
@@ -395,7 +418,7 @@ pub(crate) fn canonical_into<'a>(
     for (col, v) in table.columns().iter().zip(values) {
         match col.added_with_default {
             None => value(out, v),
-            Some(d) if v == ValRef::Text(d) => {}
+            Some(_) if col.holds_default(v) => {}
             Some(_) => {
                 out.push(0xff);
                 out.extend_from_slice(&(col.name.len() as u64).to_be_bytes());
@@ -443,11 +466,7 @@ mod tests {
             for c in t.columns() {
                 want.insert(
                     c.name.to_string(),
-                    (
-                        c.ty.sql().to_string(),
-                        c.not_null,
-                        c.added_with_default.map(|d| format!("'{d}'")),
-                    ),
+                    (c.ty.sql().to_string(), c.not_null, c.sql_default()),
                 );
             }
             assert_eq!(
@@ -543,6 +562,18 @@ mod tests {
             canonical(Table::Executions, 3, v)
         };
         assert_eq!(with("tools/call"), as_v2);
+        // The same for an integer column: `edge_events.count`, added with default 1.
+        let m = Table::Edge.columns().len();
+        let edge: Vec<ValRef<'_>> = (0..m - 1).map(|_| ValRef::Int(7)).collect();
+        let as_v3 = canonical(Table::Edge, 3, edge.iter().copied());
+        let count = |n: i64| {
+            let mut v = edge.clone();
+            v.push(ValRef::Int(n));
+            canonical(Table::Edge, 3, v)
+        };
+        assert_eq!(count(1), as_v3);
+        assert_ne!(count(2), as_v3);
+        assert_ne!(count(2), count(3));
         assert_ne!(with("resources/read"), as_v2);
         assert_ne!(with("resources/read"), with("prompts/get"));
     }

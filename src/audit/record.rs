@@ -384,6 +384,8 @@ pub struct EdgeEvent {
     pub remote_addr: Option<String>,
     /// The client's request rate when the check fired, if measured.
     pub requests_per_minute: Option<u32>,
+    /// How many denials this event stands for: 1, or more when a flood was collapsed.
+    pub count: u32,
 }
 
 /// Anything the audit log stores.

@@ -85,6 +85,7 @@ impl Fixture {
             user_agent: Some("nikto".into()),
             remote_addr: Some("127.0.0.1".into()),
             requests_per_minute: Some(600),
+            count: 1,
         })
         .unwrap();
         sink.record_blocking(session("sess-alice", SessionEvent::Ended))

@@ -376,6 +376,7 @@ impl PreparedRow {
                     user_agent: masked_opt(r.user_agent, &mut n),
                     remote_addr: masked_opt(r.remote_addr, &mut n),
                     requests_per_minute: r.requests_per_minute.map(i64::from),
+                    count: i64::from(r.count),
                 })
             }
         }

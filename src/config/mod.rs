@@ -4,6 +4,7 @@
 //! This is the lowest module: everything else may depend on it, it depends on nothing of lastmile's.
 
 mod duration;
+mod http;
 pub mod perms;
 mod profile;
 mod server;
@@ -13,6 +14,7 @@ mod tier;
 mod broken_files;
 
 pub use duration::DurationSpec;
+pub use http::{ExtractorPreset, GenericClient, HttpSection, ProxyIdentitySection, ScannerSection};
 pub use profile::{
     AuditSection, AuthMode, AuthSection, DefaultsSection, Profile, ProfileConfig, ProfileError,
     RateLimitSection, TierMultipliers,

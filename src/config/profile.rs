@@ -127,6 +127,9 @@ pub struct ProfileConfig {
     /// The audit log.
     #[serde(default)]
     pub audit: AuditSection,
+    /// The HTTP edge: credential carriers, proxy identity, scanner detection.
+    #[serde(default)]
+    pub http: super::HttpSection,
 }
 
 impl ProfileConfig {
