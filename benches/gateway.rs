@@ -324,7 +324,9 @@ impl Target {
         if let Some(world) = &self._world {
             let log_bytes = dir_size(&world.data_dir());
             if log_bytes > 64 * 1024 {
-                println!("  note: lastmile wrote {log_bytes} bytes of logs during the run");
+                println!(
+                    "  note: lastmile's data folder (audit database and logs) holds {log_bytes} bytes after the run"
+                );
             }
         }
     }

@@ -569,3 +569,39 @@ async fn a_paginated_child_list_is_followed_to_the_end() {
     assert_eq!(text_of(&r), "lastpage: from the last page too");
     s.close().await;
 }
+
+/// A client line over `max_message_bytes` gets a named error, and the connection goes on.
+#[tokio::test]
+async fn an_oversized_message_is_refused_by_name_and_serving_goes_on() {
+    let w = World::new();
+    w.profile_file("[auth]\nmode = \"disabled\"\n\n[defaults]\nmax_message_bytes = 4096\n");
+    w.fixture("alpha", &[], "");
+    let mut raw = RawClient::start(&w);
+    raw.initialize("2025-11-25").await;
+    let big = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"alpha__echo","arguments":{"text": "x".repeat(10_000)}}});
+    raw.send_line(&big.to_string()).await;
+    let refused = raw
+        .next_line()
+        .await
+        .expect("an answer to the oversized line");
+    let v: serde_json::Value = serde_json::from_str(&refused).unwrap();
+    assert_eq!(v["error"]["code"], -32600, "{refused}");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("message too large") && message.contains("4096"),
+        "{refused}"
+    );
+    assert!(
+        !refused.contains("xxxxxxxx"),
+        "the line is not echoed: {refused}"
+    );
+    let (answer, _) = raw
+        .request(
+            3,
+            "tools/call",
+            json!({"name": "alpha__echo", "arguments": {"text": "still serving"}}),
+        )
+        .await;
+    assert!(answer.to_string().contains("still serving"), "{answer}");
+    assert!(raw.finish().await.success());
+}

@@ -143,7 +143,11 @@ fn serve(global: &GlobalArgs, args: ServeArgs, profile: &Profile) -> Result<u8, 
             .map_err(|e| CliError::ConfigInvalid { path: profile.config_file(), detail: e.to_string() })?;
         // One session per process on stdio: every log event passes its redactor.
         crate::telemetry::set_scrubber(client.redactor().clone());
-        let code = serve_stdio(Guarded::new(Face::new(Arc::clone(&hub), Arc::clone(&client)))).await;
+        let code = serve_stdio(
+            Guarded::new(Face::new(Arc::clone(&hub), Arc::clone(&client))),
+            config.defaults.max_message_bytes.max(1024),
+        )
+        .await;
         hub.stop_all().await;
         record_session(&sink, Some(&client.gate().session), SessionEvent::Ended, Some("the client closed the session or lastmile was stopped".into()), mode).await;
         if let Some(sink) = &sink
@@ -343,16 +347,9 @@ fn open_secret_store(global: &GlobalArgs, profile: &Profile) -> Option<Arc<dyn S
 }
 
 /// Serve until stdin closes or a SIGINT/SIGTERM arrives.
-async fn serve_stdio(face: Guarded) -> u8 {
+async fn serve_stdio(face: Guarded, max_message: usize) -> u8 {
     let (input, output) = client_stdio();
-    crate::gateway::serve_front(
-        face,
-        input,
-        output,
-        crate::wire::DEFAULT_MAX_MESSAGE,
-        shutdown_signal(),
-    )
-    .await;
+    crate::gateway::serve_front(face, input, output, max_message, shutdown_signal()).await;
     tracing::info!("session ended");
     exit_codes::OK
 }

@@ -198,6 +198,11 @@ pub struct DefaultsSection {
     /// How crashed children are restarted.
     #[serde(default)]
     pub restart: RestartSection,
+    /// The longest JSON-RPC message, in bytes, lastmile reads from the client or a child
+    /// (default 64 MiB). A longer one is dropped with a named error; the connection goes on.
+    #[serde(default = "DefaultsSection::default_max_message_bytes")]
+    #[schemars(range(min = 1024))]
+    pub max_message_bytes: usize,
 }
 
 impl DefaultsSection {
@@ -207,6 +212,9 @@ impl DefaultsSection {
     fn default_call_timeout() -> DurationSpec {
         DurationSpec(std::time::Duration::from_secs(120))
     }
+    fn default_max_message_bytes() -> usize {
+        crate::wire::DEFAULT_MAX_MESSAGE
+    }
 }
 
 impl Default for DefaultsSection {
@@ -215,6 +223,7 @@ impl Default for DefaultsSection {
             startup_timeout: Self::default_startup_timeout(),
             call_timeout: Self::default_call_timeout(),
             restart: RestartSection::default(),
+            max_message_bytes: Self::default_max_message_bytes(),
         }
     }
 }

@@ -225,6 +225,8 @@ pub struct ChildContext {
     pub events: EventSender,
     /// The reaper, if one runs.
     pub reaper: Option<Arc<ReaperLink>>,
+    /// The longest message read from the child.
+    pub max_message: usize,
 }
 
 impl Child {
@@ -275,12 +277,8 @@ impl Child {
             progress: Arc::clone(&progress),
             events: cx.events.clone(),
         };
-        let (link, (typed_in, typed_out)) = Link::start(
-            name.clone(),
-            stdout,
-            stdin,
-            crate::wire::DEFAULT_MAX_MESSAGE,
-        );
+        let (link, (typed_in, typed_out)) =
+            Link::start(name.clone(), stdout, stdin, cx.max_message);
         let service =
             match tokio::time::timeout(startup_timeout, handler.serve((typed_in, typed_out))).await
             {

@@ -202,7 +202,7 @@ pub async fn serve<R, W>(
                     Ok(Some(Frame::Message(line))) => line,
                     Ok(Some(Frame::Oversized { len })) => {
                         let message = format!(
-                            "message too large: {len} bytes, over the limit of {max_message} bytes; it was dropped\nhint: raise `max_message_bytes` in lastmile.toml"
+                            "message too large: {len} bytes, over the limit of {max_message} bytes; it was dropped\nhint: raise `max_message_bytes` under [defaults] in lastmile.toml"
                         );
                         out.send(error_line("null", INVALID_REQUEST, &message)).await;
                         continue;

@@ -287,6 +287,7 @@ impl Hub {
             upstream: Arc::clone(&self.upstream),
             events,
             reaper: self.reaper.clone(),
+            max_message: self.defaults.max_message_bytes.max(1024),
         };
         match Child::start(&slot.server, env, timeout, &cx).await {
             Ok((child, catalog)) => {
