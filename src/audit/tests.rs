@@ -927,8 +927,9 @@ fn a_wipe_of_rows_anchor_and_checkpoint_is_caught_by_the_mark() {
     assert!(report.is_intact(), "{:?}", report.broken);
 }
 
-#[test]
-fn a_cut_while_a_writer_runs_stops_its_appends() {
+/// A running writer whose last committed row (`kept + 1`) was then cut, with the checkpoint put
+/// back to `kept`: the writer still remembers `kept + 1`.
+fn writer_with_its_last_row_cut(kept: usize) -> (Fixture, AuditWriter, AuditSink) {
     let f = Fixture::new();
     let writer = AuditWriter::open_with(
         &f.path,
@@ -940,18 +941,26 @@ fn a_cut_while_a_writer_runs_stops_its_appends() {
     )
     .unwrap();
     let sink = writer.sink();
-    for i in 0..3 {
+    for i in 0..kept {
         sink.record_blocking(exec("alice", &format!("t{i}"), ExecStatus::Ok))
             .unwrap();
     }
-    assert_eq!(sink.flush_blocking().unwrap(), 3);
+    assert_eq!(sink.flush_blocking().unwrap(), kept as i64);
     let old = std::fs::read(head_path(&f.path)).unwrap();
-    sink.record_blocking(exec("alice", "t3", ExecStatus::Ok))
+    sink.record_blocking(exec("alice", "last", ExecStatus::Ok))
         .unwrap();
-    assert_eq!(sink.flush_blocking().unwrap(), 4);
-    // Cut row 4 and restore the checkpoint that says 3: the writer remembers 4.
-    f.sql("DELETE FROM tool_executions WHERE seq = 4");
+    assert_eq!(sink.flush_blocking().unwrap(), kept as i64 + 1);
+    f.sql(&format!(
+        "DELETE FROM tool_executions WHERE seq = {}",
+        kept + 1
+    ));
     std::fs::write(head_path(&f.path), old).unwrap();
+    (f, writer, sink)
+}
+
+#[test]
+fn a_cut_while_a_writer_runs_stops_its_appends() {
+    let (f, writer, sink) = writer_with_its_last_row_cut(3);
     sink.record_blocking(exec("alice", "t4", ExecStatus::Ok))
         .unwrap();
     let e = sink.flush_blocking().unwrap_err();
@@ -968,26 +977,7 @@ fn a_cut_while_a_writer_runs_stops_its_appends() {
 /// does not wait in the channel behind the retries (a session's last flush would hang its exit).
 #[test]
 fn a_flush_sent_while_a_commit_keeps_failing_is_answered() {
-    let f = Fixture::new();
-    let writer = AuditWriter::open_with(
-        &f.path,
-        key(),
-        WriterOptions {
-            shutdown_grace: Duration::from_millis(50),
-            ..WriterOptions::default()
-        },
-    )
-    .unwrap();
-    let sink = writer.sink();
-    sink.record_blocking(exec("alice", "t0", ExecStatus::Ok))
-        .unwrap();
-    assert_eq!(sink.flush_blocking().unwrap(), 1);
-    let old = std::fs::read(head_path(&f.path)).unwrap();
-    sink.record_blocking(exec("alice", "t1", ExecStatus::Ok))
-        .unwrap();
-    assert_eq!(sink.flush_blocking().unwrap(), 2);
-    f.sql("DELETE FROM tool_executions WHERE seq = 2");
-    std::fs::write(head_path(&f.path), old).unwrap();
+    let (_f, writer, sink) = writer_with_its_last_row_cut(1);
     // The writer takes this record alone and starts failing on it...
     sink.record_blocking(exec("alice", "t2", ExecStatus::Ok))
         .unwrap();
