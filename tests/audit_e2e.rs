@@ -175,3 +175,28 @@ async fn sigterm_mid_burst_loses_nothing_acknowledged() {
         );
     }
 }
+
+/// A call still in flight when the client goes away is cancelled on the child and recorded as
+/// cancelled: the audit log holds every call that was made, answered or not.
+#[tokio::test]
+async fn a_call_in_flight_when_the_client_leaves_is_recorded_as_cancelled() {
+    let w = World::new();
+    w.fixture("alpha", &[], "");
+    let mut raw = RawClient::start(&w);
+    raw.initialize("2025-11-25").await;
+    let (listed, _) = raw.request(2, "tools/list", json!({})).await;
+    assert!(listed.to_string().contains("alpha__sleep"), "{listed}");
+    let call = json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"alpha__sleep","arguments":{"ms": 60000}}});
+    raw.send_line(&call.to_string()).await;
+    // A ping answered after the call was sent: the call has reached the front.
+    let (pong, _) = raw.request(4, "ping", json!({})).await;
+    assert!(pong.get("result").is_some(), "{pong}");
+    assert!(raw.finish().await.success());
+    let rows = export(&w).await;
+    let rows = executions(&rows);
+    assert!(
+        rows.iter()
+            .any(|r| r["tool"] == "sleep" && r["status"] == "cancelled"),
+        "{rows:?}"
+    );
+}

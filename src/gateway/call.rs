@@ -141,7 +141,19 @@ impl Call<'_> {
             return Some(mcp_error_line(self.id, &e));
         }
         let hub = &front.hub;
-        let manifest = hub.manifest_for(|m| m.tool(&name).map(|r| r.slot)).await;
+        // A call waiting for its server to start can be cancelled too (and is recorded).
+        let manifest = tokio::select! {
+            m = hub.manifest_for(|m| m.tool(&name).map(|r| r.slot)) => m,
+            _ = cancel.cancelled() => {
+                let row = begin("", &name, arguments).finish(
+                    ExecStatus::Cancelled,
+                    Some("the request was cancelled by the client".into()),
+                    self.redactions as u32,
+                );
+                gate.record(row).await;
+                return None;
+            }
+        };
         let Some(route) = manifest.tool(&name) else {
             // The same answer for a hidden server's tool as for a name that never existed.
             let row = begin("", &name, arguments).finish(

@@ -40,6 +40,9 @@ const TYPED_QUEUE: usize = 256;
 /// The in-process pipe to the typed face, each way.
 const PIPE: usize = 256 * 1024;
 
+/// How long calls in flight may take to end once the client has gone (each is cancelled first).
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// JSON-RPC: the line is not a message lastmile can read.
 const PARSE_ERROR: i32 = -32700;
 /// JSON-RPC: the message is not a valid request.
@@ -52,6 +55,8 @@ pub(crate) struct Front {
     pub(crate) out: Outbox,
     /// Raw calls in flight, by the client's id (raw JSON text), for `notifications/cancelled`.
     inflight: Mutex<HashMap<String, CancellationToken>>,
+    /// Fired when the client has gone: every raw call's token is a child of it.
+    closing: CancellationToken,
     /// Where the children's progress for raw calls goes.
     pub(crate) progress: Arc<dyn RawSink>,
     /// The typed face (for subscriptions made on behalf of `subscriptions/listen`).
@@ -103,7 +108,8 @@ impl RawSink for ProgressSink {
 impl Front {
     /// Register a raw call in flight; its token fires on the client's `notifications/cancelled`.
     pub(crate) fn begin(&self, id: &str) -> CancellationToken {
-        let token = CancellationToken::new();
+        // A child of `closing`: a call that starts after the client left is cancelled too.
+        let token = self.closing.child_token();
         if let Ok(mut map) = self.inflight.lock() {
             map.insert(id.to_owned(), token.clone());
         }
@@ -123,6 +129,11 @@ impl Front {
         if let Ok(mut l) = self.listens.lock() {
             l.push(listen);
         }
+    }
+
+    /// Cancel every raw call in flight (the client went away).
+    fn cancel_all(&self) {
+        self.closing.cancel();
     }
 
     /// Cancel a raw call in flight by the client's id; false if none is.
@@ -168,6 +179,7 @@ pub async fn serve<R, W>(
         session: Arc::clone(&session),
         out: out.clone(),
         inflight: Mutex::default(),
+        closing: CancellationToken::new(),
         progress: Arc::new(ProgressSink {
             session,
             out: out.clone(),
@@ -233,9 +245,16 @@ pub async fn serve<R, W>(
             _ = &mut shutdown => break,
         }
     }
-    // The client is gone: calls still in flight are cancelled (their futures dropped), the face
-    // sees its input end, and what is queued for the client is flushed.
-    drop(calls);
+    // The client is gone: calls still in flight are cancelled — on their children too — and run
+    // to their end, so each leaves its audit row; then the face sees its input end, and what is
+    // queued for the client is flushed.
+    front.cancel_all();
+    let drained = async { while calls.next().await.is_some() {} };
+    if tokio::time::timeout(DRAIN, drained).await.is_err() {
+        tracing::warn!(
+            "calls still in flight after {DRAIN:?} at shutdown; their audit rows are lost"
+        );
+    }
     drop(typed_tx);
     let _ = face.await;
     let _ = relay.await;
