@@ -187,3 +187,61 @@ async fn listen_fans_in_list_changes_and_resource_updates_tagged_with_the_subscr
     }
     raw.finish().await;
 }
+
+#[tokio::test]
+async fn reads_on_2026_carry_result_type_and_cache_hints_and_are_audited() {
+    let w = World::new();
+    w.fixture("alpha", &[], "");
+    let mut raw = RawClient::start(&w);
+    let (discover, _) = raw
+        .request(1, "server/discover", json!({"_meta": meta()}))
+        .await;
+    assert!(discover.get("result").is_some(), "{discover}");
+    let (tools, _) = raw.request(2, "tools/list", with_meta(json!({}))).await;
+    assert!(tools.to_string().contains("alpha__echo"), "{tools}");
+    let (read, _) = raw
+        .request(
+            3,
+            "resources/read",
+            with_meta(json!({"uri": "fixture://alpha/readme"})),
+        )
+        .await;
+    let result = &read["result"];
+    assert!(result.to_string().contains("readme of alpha"), "{read}");
+    assert_eq!(result["resultType"], "complete", "{read}");
+    assert_eq!(result["cacheScope"], "private", "{read}");
+    assert!(result["ttlMs"].is_u64(), "{read}");
+    let (prompt, _) = raw
+        .request(
+            4,
+            "prompts/get",
+            with_meta(json!({"name": "alpha__greet", "arguments": {"name": "x"}})),
+        )
+        .await;
+    assert_eq!(prompt["result"]["resultType"], "complete", "{prompt}");
+    // An unknown resource is invalid params on 2026-07-28.
+    let (missing, _) = raw
+        .request(
+            5,
+            "resources/read",
+            with_meta(json!({"uri": "fixture://nowhere/x"})),
+        )
+        .await;
+    assert_eq!(missing["error"]["code"], -32602, "{missing}");
+    raw.finish().await;
+    let out = w.run(&["audit", "export", "--jsonl"]).await;
+    let rows: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let read_row = rows
+        .iter()
+        .find(|r| r["method"] == "resources/read" && r["status"] == "ok")
+        .unwrap_or_else(|| panic!("no resources/read row: {rows:?}"));
+    assert_eq!(read_row["server"], "alpha", "{read_row}");
+    assert!(
+        rows.iter()
+            .any(|r| r["method"] == "prompts/get" && r["server"] == "alpha"),
+        "{rows:?}"
+    );
+}

@@ -24,7 +24,7 @@ use crate::secrets::scrub_text;
 use crate::wire::{Envelope, RawObject, json_string};
 
 /// JSON-RPC: invalid params.
-const INVALID_PARAMS: i32 = -32602;
+pub(crate) const INVALID_PARAMS: i32 = -32602;
 /// The `_meta` prefix of the 2026-07-28 lifecycle keys (protocol version, client info and
 /// capabilities, log level).
 const LIFECYCLE_META: &str = "io.modelcontextprotocol/";
@@ -115,10 +115,7 @@ impl Call<'_> {
             },
         };
         let meta = params.get("_meta").and_then(|m| RawObject::parse(m).ok());
-        let v2026 = meta
-            .as_ref()
-            .and_then(|m| m.get_str(PROTOCOL_VERSION_META))
-            .is_some_and(|v| *v >= *V_2026_07_28);
+        let v2026 = speaks_2026(meta.as_ref());
         let client_token = meta
             .as_ref()
             .and_then(|m| m.get("progressToken").map(str::to_owned));
@@ -325,10 +322,16 @@ impl Call<'_> {
 }
 
 /// An error lastmile writes itself (the gate's refusals), with its code and data.
-fn mcp_error_line(id: &str, e: &rmcp::ErrorData) -> Vec<u8> {
+pub(crate) fn mcp_error_line(id: &str, e: &rmcp::ErrorData) -> Vec<u8> {
     let error = serde_json::to_string(e)
         .unwrap_or_else(|_| "{\"code\":-32603,\"message\":\"internal error\"}".into());
     format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"error\":{error}}}").into_bytes()
+}
+
+/// Whether a request's `_meta` names 2026-07-28 (or later): its result then needs `resultType`.
+pub(crate) fn speaks_2026(meta: Option<&RawObject<'_>>) -> bool {
+    meta.and_then(|m| m.get_str(PROTOCOL_VERSION_META))
+        .is_some_and(|v| *v >= *V_2026_07_28)
 }
 
 /// Put the execution id in the result's `_meta`, so the user can find the audit row.
@@ -353,7 +356,7 @@ fn stamp_execution_id(result: &mut RawObject<'_>, id: ExecutionId) {
 }
 
 /// Remove the 2026-07-28 lifecycle keys from the params' `_meta` before the request goes on.
-fn strip_lifecycle_meta(params: &mut RawObject<'_>) {
+pub(crate) fn strip_lifecycle_meta(params: &mut RawObject<'_>) {
     let Some(text) = params.get("_meta") else {
         return;
     };

@@ -732,6 +732,43 @@ impl Face {
         }
     }
 
+    /// Where a request for prompt `name` goes: the slot, its child, and the child's own name.
+    pub(crate) async fn route_prompt(
+        &self,
+        name: &str,
+    ) -> Result<(usize, Arc<Child>, String), McpError> {
+        let manifest = self
+            .hub
+            .manifest_for(|m| m.prompt(name).map(|r| r.slot))
+            .await;
+        let Some(route) = manifest.prompt(name) else {
+            return Err(McpError::invalid_params(
+                format!("unknown prompt `{name}`"),
+                None,
+            ));
+        };
+        let t = self
+            .target(route.slot)
+            .map_err(|m| McpError::internal_error(m, None))?;
+        Ok((route.slot, t.child, route.original.clone()))
+    }
+
+    /// Where a read of `uri` goes: the slot, its child, and the URI the child knows (when the
+    /// client used an alias).
+    pub(crate) async fn route_resource(
+        &self,
+        uri: &str,
+    ) -> Result<(usize, Arc<Child>, Option<String>), McpError> {
+        let (t, original) = self.resource_target(uri).await?;
+        let slot = self
+            .hub
+            .slots
+            .iter()
+            .position(|s| std::ptr::eq(s, t.slot))
+            .unwrap_or_default();
+        Ok((slot, t.child, original))
+    }
+
     /// The child serving `uri`, and the URI the child knows it by when the client used an alias.
     async fn resource_target(&self, uri: &str) -> Result<(Target<'_>, Option<String>), McpError> {
         let manifest = self

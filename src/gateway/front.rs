@@ -227,6 +227,7 @@ pub async fn serve<R, W>(
                 };
                 match route(&front, &line) {
                     Route::Raw => calls.push(Box::pin(super::call::tools_call(Arc::clone(&front), line))),
+                    Route::RawRead => calls.push(Box::pin(super::read::read(Arc::clone(&front), line))),
                     Route::Listen => calls.push(Box::pin(listen::listen(Arc::clone(&front), line))),
                     Route::Unlisten(l) => calls.push(Box::pin(listen::unlisten(Arc::clone(&front), l))),
                     Route::Typed => {
@@ -265,8 +266,10 @@ pub async fn serve<R, W>(
 
 /// Where one client line goes.
 enum Route {
-    /// Forwarded as bytes by the front.
+    /// `tools/call`, forwarded as bytes by the front.
     Raw,
+    /// `prompts/get` or `resources/read`, forwarded as bytes by the front.
+    RawRead,
     /// A 2026-07-28 subscription opens.
     Listen,
     /// A subscription ends.
@@ -293,6 +296,11 @@ fn route(front: &Front, line: &[u8]) -> Route {
     let method = envelope.method();
     match (envelope.kind(), method.as_deref()) {
         (Kind::Request, Some("tools/call")) if front.hub.upstream.knows_client() => Route::Raw,
+        (Kind::Request, Some("prompts/get" | "resources/read"))
+            if front.hub.upstream.knows_client() =>
+        {
+            Route::RawRead
+        }
         (Kind::Request, Some("subscriptions/listen")) => {
             front.v2026.store(true, Ordering::Relaxed);
             Route::Listen

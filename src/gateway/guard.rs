@@ -127,24 +127,37 @@ impl Guarded {
         status: ExecStatus,
         error: Option<&str>,
     ) {
-        let gate = self.session().gate();
-        let redactor = self.session().redactor();
-        // The row never holds a secret, even one the client put in a URI.
-        let (target, hits_t) = redactor.scrub(target);
-        let (error, hits_e) = match error {
-            Some(e) => {
-                let (clean, n) = redactor.scrub(e);
-                (Some(clean.into_owned()), n)
-            }
-            None => (None, 0),
-        };
-        let row = request_row(gate, method, server, &target).finish(
-            status,
-            error,
-            u32::try_from(hits_t + hits_e).unwrap_or(u32::MAX),
-        );
-        gate.record(row).await;
+        audit_request(self.session(), method, server, target, status, error).await;
     }
+}
+
+/// Record a request other than `tools/call`: its method, server and target (a prompt name, a
+/// URI), scrubbed, with its outcome.
+pub(crate) async fn audit_request(
+    session: &ClientSession,
+    method: &str,
+    server: &str,
+    target: &str,
+    status: ExecStatus,
+    error: Option<&str>,
+) {
+    let gate = session.gate();
+    let redactor = session.redactor();
+    // The row never holds a secret, even one the client put in a URI.
+    let (target, hits_t) = redactor.scrub(target);
+    let (error, hits_e) = match error {
+        Some(e) => {
+            let (clean, n) = redactor.scrub(e);
+            (Some(clean.into_owned()), n)
+        }
+        None => (None, 0),
+    };
+    let row = request_row(gate, method, server, &target).finish(
+        status,
+        error,
+        u32::try_from(hits_t + hits_e).unwrap_or(u32::MAX),
+    );
+    gate.record(row).await;
 }
 
 /// The audit row of a request other than `tools/call`.

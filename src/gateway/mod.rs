@@ -9,6 +9,7 @@ mod hub;
 mod listen;
 mod manifest;
 pub mod naming;
+mod read;
 mod session;
 pub mod template;
 
