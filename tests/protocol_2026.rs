@@ -31,6 +31,18 @@ async fn discover_versions(w: &World) -> Vec<String> {
         .unwrap_or_else(|_| panic!("no supportedVersions: {answer}"))
 }
 
+/// A 2026-07-28 client: discover (id 1), then a tools/list (id 2) that offers `tool`.
+async fn open_2026(w: &World, tool: &str) -> RawClient {
+    let mut raw = RawClient::start(w);
+    let (discover, _) = raw
+        .request(1, "server/discover", json!({"_meta": meta()}))
+        .await;
+    assert!(discover.get("result").is_some(), "{discover}");
+    let (tools, _) = raw.request(2, "tools/list", with_meta(json!({}))).await;
+    assert!(tools.to_string().contains(tool), "{tools}");
+    raw
+}
+
 /// Read lines until one satisfies `pred`; every line read comes back too.
 async fn read_until(raw: &mut RawClient, pred: impl Fn(&Value) -> bool) -> (Value, Vec<Value>) {
     let mut seen = Vec::new();
@@ -87,13 +99,7 @@ async fn listen_fans_in_list_changes_and_resource_updates_tagged_with_the_subscr
     let w = World::new();
     w.fixture("alpha", &[], "");
     w.fixture("beta", &[], "");
-    let mut raw = RawClient::start(&w);
-    let (discover, _) = raw
-        .request(1, "server/discover", json!({"_meta": meta()}))
-        .await;
-    assert!(discover.get("result").is_some(), "{discover}");
-    let (tools, _) = raw.request(2, "tools/list", with_meta(json!({}))).await;
-    assert!(tools.to_string().contains("beta__add_tool"), "{tools}");
+    let mut raw = open_2026(&w, "beta__add_tool").await;
 
     // A list change before any subscription is not sent to a 2026-07-28 client.
     let (added, before) = raw
@@ -192,13 +198,7 @@ async fn listen_fans_in_list_changes_and_resource_updates_tagged_with_the_subscr
 async fn reads_on_2026_carry_result_type_and_cache_hints_and_are_audited() {
     let w = World::new();
     w.fixture("alpha", &[], "");
-    let mut raw = RawClient::start(&w);
-    let (discover, _) = raw
-        .request(1, "server/discover", json!({"_meta": meta()}))
-        .await;
-    assert!(discover.get("result").is_some(), "{discover}");
-    let (tools, _) = raw.request(2, "tools/list", with_meta(json!({}))).await;
-    assert!(tools.to_string().contains("alpha__echo"), "{tools}");
+    let mut raw = open_2026(&w, "alpha__echo").await;
     let (read, _) = raw
         .request(
             3,

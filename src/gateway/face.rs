@@ -334,20 +334,12 @@ impl ServerHandler for Face {
         ctx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
         self.touch(&ctx);
-        let manifest = self
-            .hub
-            .manifest_for(|m| m.prompt(&request.name).map(|r| r.slot))
-            .await;
-        let Some(route) = manifest.prompt(&request.name) else {
-            return Err(McpError::invalid_params(
-                format!("unknown prompt `{}`", request.name),
-                None,
-            ));
+        let (slot, child, original) = self.route_prompt(&request.name).await?;
+        let t = Target {
+            slot: &self.hub.slots[slot],
+            child,
         };
-        let t = self
-            .target(route.slot)
-            .map_err(|m| McpError::internal_error(m, None))?;
-        request.name = route.original.clone();
+        request.name = original;
         let mut redactions = 0usize;
         match self
             .forward(
