@@ -132,6 +132,14 @@ async fn issue_9_catalogs_errors_and_notifications_never_carry_a_secret() {
             .unwrap()
             .contains("[REDACTED:LEAK_KEY]")
     );
+    // The child's progress travels the raw path's own sink: it arrives before the answer (the
+    // child sent it first), with the client's token and the secret redacted.
+    assert!(
+        lines.iter().any(|l| l.contains("notifications/progress")
+            && l.contains("\"p1\"")
+            && l.contains("[REDACTED:LEAK_KEY]")),
+        "no redacted progress before the answer: {lines:?}"
+    );
     // The notification may overtake the answer or follow it: wait for it either way.
     let mut lines = lines;
     while !lines.iter().any(|l| l.contains("notifications/message")) {
