@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tracing::Instrument;
 
 use super::EXECUTION_ID_META;
-use super::front::{Front, error_line};
+use super::front::{Front, error_line, response_line};
 use super::gate::Refused;
 use crate::audit::{ExecStatus, ExecutionId, ExecutionRecord, new_execution_id};
 use crate::downstream::{ProgressRoute, RawOutcome};
@@ -240,11 +240,10 @@ impl Call<'_> {
                 .ok()
                 .and_then(|e| e.get_str("message").map(|m| m.into_owned()))
                 .unwrap_or_default();
-            let line = format!(
-                "{{\"jsonrpc\":\"2.0\",\"id\":{},\"error\":{clean}}}",
-                self.id
-            );
-            return (Some(line.into_bytes()), ExecStatus::Error, Some(message));
+            let line = response_line(self.id, "error", |out| {
+                out.extend_from_slice(clean.as_bytes())
+            });
+            return (Some(line), ExecStatus::Error, Some(message));
         }
         let Some(result) = answer.member("result") else {
             return self.failure(unreadable(), ExecStatus::Error, v2026);
@@ -276,12 +275,7 @@ impl Call<'_> {
                 result.set("resultType", "\"complete\"".into());
             }
         }
-        let mut out = Vec::with_capacity(clean.len() + 96);
-        out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
-        out.extend_from_slice(self.id.as_bytes());
-        out.extend_from_slice(b",\"result\":");
-        result.write(&mut out);
-        out.push(b'}');
+        let out = response_line(self.id, "result", |out| result.write(out));
         (Some(out), status, error)
     }
 
@@ -311,13 +305,7 @@ impl Call<'_> {
         if v2026 {
             result.set("resultType", "\"complete\"".into());
         }
-        let mut out = Vec::with_capacity(128 + message.len());
-        out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
-        out.extend_from_slice(self.id.as_bytes());
-        out.extend_from_slice(b",\"result\":");
-        result.write(&mut out);
-        out.push(b'}');
-        out
+        response_line(self.id, "result", |out| result.write(out))
     }
 }
 
@@ -325,7 +313,7 @@ impl Call<'_> {
 pub(crate) fn mcp_error_line(id: &str, e: &rmcp::ErrorData) -> Vec<u8> {
     let error = serde_json::to_string(e)
         .unwrap_or_else(|_| "{\"code\":-32603,\"message\":\"internal error\"}".into());
-    format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"error\":{error}}}").into_bytes()
+    response_line(id, "error", |out| out.extend_from_slice(error.as_bytes()))
 }
 
 /// Whether a request's `_meta` names 2026-07-28 (or later): its result then needs `resultType`.

@@ -65,6 +65,8 @@ pub(crate) struct Front {
     listens: Mutex<Vec<Listen>>,
     /// The client spoke 2026-07-28: its notifications travel only on subscriptions.
     v2026: AtomicBool,
+    /// The client opened with `initialize`: its requests are not read for a protocol version.
+    initialized: AtomicBool,
     /// `server/discover` requests awaiting the face's answer: id → whether 2026-07-28 stays.
     discovers: Mutex<HashMap<String, bool>>,
 }
@@ -148,13 +150,23 @@ impl Front {
     }
 }
 
+/// A response to `id` (raw JSON text) whose `member` (`result` or `error`) `body` writes.
+pub(crate) fn response_line(id: &str, member: &str, body: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(member.as_bytes());
+    out.extend_from_slice(b"\":");
+    body(&mut out);
+    out.push(b'}');
+    out
+}
+
 /// An error response to `id` (raw JSON text; `null` when unknown).
 pub(crate) fn error_line(id: &str, code: i32, message: &str) -> Vec<u8> {
-    format!(
-        "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"error\":{{\"code\":{code},\"message\":{}}}}}",
-        json_string(message)
-    )
-    .into_bytes()
+    let error = format!("{{\"code\":{code},\"message\":{}}}", json_string(message));
+    response_line(id, "error", |out| out.extend_from_slice(error.as_bytes()))
 }
 
 /// Serve one client on `input`/`output` until its input ends or `shutdown` completes.
@@ -187,6 +199,7 @@ pub async fn serve<R, W>(
         face: guarded.face().clone(),
         listens: Mutex::default(),
         v2026: AtomicBool::new(false),
+        initialized: AtomicBool::new(false),
         discovers: Mutex::default(),
     });
 
@@ -338,8 +351,15 @@ fn route(front: &Front, line: &[u8]) -> Route {
                 None => Route::Typed,
             }
         }
+        (Kind::Request, Some("initialize")) => {
+            front.initialized.store(true, Ordering::Relaxed);
+            Route::Typed
+        }
         (Kind::Request, _) => {
+            // Only a client that did not initialize may be on 2026-07-28; the others are not
+            // read again on every request.
             if !front.v2026.load(Ordering::Relaxed)
+                && !front.initialized.load(Ordering::Relaxed)
                 && lifecycle_meta(&envelope, PROTOCOL_VERSION_META)
                     .is_some_and(|v| v.trim_matches('"') >= V_2026_07_28)
             {

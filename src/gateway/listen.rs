@@ -20,7 +20,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::front::{Front, error_line};
+use super::call::mcp_error_line;
+use super::front::{Front, error_line, response_line};
 use super::gate::Refused;
 use crate::audit::{ExecStatus, ExecutionRecord, new_execution_id};
 use crate::identity::RateBucket;
@@ -142,11 +143,7 @@ pub(crate) async fn listen(front: Arc<Front>, line: Bytes) {
         };
         gate.record(audit(status, Some(e.message.to_string())))
             .await;
-        let error = serde_json::to_string(&e).unwrap_or_default();
-        front
-            .out
-            .send(format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"error\":{error}}}").into_bytes())
-            .await;
+        front.out.send(mcp_error_line(&id, &e)).await;
         return;
     }
     let Some(requested) = params
@@ -265,12 +262,9 @@ pub(crate) fn without_2026(line: &[u8]) -> Option<Vec<u8>> {
         .filter(|v| v.as_str() < V_2026_07_28)
         .collect();
     result.set("supportedVersions", serde_json::to_string(&kept).ok()?);
-    let mut out = b"{\"jsonrpc\":\"2.0\",\"id\":".to_vec();
-    out.extend_from_slice(envelope.id()?.as_bytes());
-    out.extend_from_slice(b",\"result\":");
-    result.write(&mut out);
-    out.push(b'}');
-    Some(out)
+    Some(response_line(envelope.id()?, "result", |out| {
+        result.write(out)
+    }))
 }
 
 #[cfg(test)]

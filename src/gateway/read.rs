@@ -9,7 +9,7 @@ use bytes::Bytes;
 use rmcp::model::ErrorCode;
 
 use super::call::{INVALID_PARAMS, mcp_error_line, speaks_2026, strip_lifecycle_meta};
-use super::front::{Front, error_line};
+use super::front::{Front, error_line, response_line};
 use super::gate::Refused;
 use super::guard::audit_request;
 use crate::audit::ExecStatus;
@@ -210,11 +210,6 @@ async fn run(
         )
         .await;
     }
-    let mut out = Vec::with_capacity(clean.len() + 64);
-    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
-    out.extend_from_slice(id.as_bytes());
-    out.extend_from_slice(if ok { b",\"result\":" } else { b",\"error\":" });
-    object.write(&mut out);
-    out.push(b'}');
-    Some(out)
+    let member = if ok { "result" } else { "error" };
+    Some(response_line(id, member, |out| object.write(out)))
 }
