@@ -294,6 +294,10 @@ async fn issue_9_after_expiry_every_request_kind_is_refused_by_name() {
         ("logging/setLevel", json!({"level": "debug"})),
         ("tasks/get", json!({"taskId": "t1"})),
         ("vendor/unknown", json!({})),
+        (
+            "subscriptions/listen",
+            json!({"notifications": {"toolsListChanged": true}}),
+        ),
     ];
     let mut id = 10;
     for (method, params) in kinds {
@@ -327,6 +331,7 @@ async fn issue_9_after_expiry_every_request_kind_is_refused_by_name() {
         "completion/complete",
         "tasks/get",
         "vendor/unknown",
+        "subscriptions/listen",
     ] {
         assert!(
             methods.contains(&method),
