@@ -19,6 +19,7 @@ pub mod downstream;
 pub mod edge;
 pub mod exit_codes;
 pub mod gateway;
+pub mod http;
 pub mod identity;
 pub mod secrets;
 pub mod telemetry;

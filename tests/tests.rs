@@ -9,6 +9,8 @@ mod canary;
 #[cfg(unix)]
 mod file_modes;
 mod first_turn;
+mod http;
+mod http_util;
 mod identity_cli;
 mod identity_e2e;
 mod import;

@@ -21,6 +21,7 @@ mod reaper;
 mod sandbox;
 mod secrets;
 mod serve;
+mod serve_http;
 mod servers;
 mod token;
 mod tools;

@@ -13,22 +13,29 @@ use secrecy::SecretString;
 
 use super::GlobalArgs;
 use super::error::CliError;
-use crate::audit::{
-    AuditKey, AuditSink, AuditWriter, SessionEvent, SessionRecord, Transport, db_path, now_ms,
-};
+use crate::audit::{AuditKey, AuditWriter, SessionEvent, Transport, db_path};
 use crate::config::{AuthMode, Profile, ProfileConfig, load_servers_dir};
 use crate::downstream::{CatalogCache, ReaperLink};
 use crate::exit_codes;
-use crate::gateway::{ClientSession, Face, Guarded, SessionProfile};
-use crate::identity::{Authenticator, Session, TokenSources, disabled_auth_allowed_by_env};
+use crate::gateway::{ClientSession, Face, Guarded, SessionProfile, record_session};
+use crate::identity::{Authenticator, TokenSources, disabled_auth_allowed_by_env};
 use crate::secrets::{BackendRequest, Internal, SecretKey, SecretStore, open_store, random_secret};
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// Read the session token from this file. Sources are tried in order: this file, then
     /// LASTMILE_TOKEN, then the token saved with `lastmile token issue --save`.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "http")]
     token_file: Option<PathBuf>,
+    /// Serve MCP over Streamable HTTP at ADDR (e.g. 127.0.0.1:8931; port 0 picks one) instead
+    /// of stdin/stdout. Every request then carries its own credential (see [http] in
+    /// lastmile.toml).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
+    /// Let --http listen on an address that is not loopback. Anyone who can reach it can try
+    /// credentials; put TLS in front of it.
+    #[arg(long, requires = "http")]
+    allow_non_loopback: bool,
 }
 
 pub(crate) fn run(global: &GlobalArgs, args: ServeArgs) -> u8 {
@@ -72,13 +79,29 @@ fn serve(global: &GlobalArgs, args: ServeArgs, profile: &Profile) -> Result<u8, 
 
     // Identity: one validator, three modes; a weak or missing signing secret refuses to boot.
     let auth = authenticator(&config, store.as_deref())?;
-    let established = auth.establish(TokenSources::from_env(args.token_file, || {
-        saved_token(store.as_deref())
-    }));
 
     // Audit: no call goes unrecorded unless the profile says so, loudly.
     let audit = open_audit(&config, &profile, store.as_ref())?;
     let sink = audit.as_ref().map(|w| w.sink());
+
+    if let Some(addr) = args.http {
+        let code = super::serve_http::run(super::serve_http::Setup {
+            addr,
+            allow_non_loopback: args.allow_non_loopback,
+            config: &config,
+            profile: &profile,
+            servers: loaded.servers,
+            store,
+            auth,
+            sink,
+        });
+        if let Some(writer) = audit
+            && let Err(e) = writer.shutdown()
+        {
+            tracing::error!("audit: {e}");
+        }
+        return code;
+    }
 
     // One thread carries every message: a forwarded call crosses several tasks (the client's
     // reader, the call, the child's writer and reader, the client's writer), and on a
@@ -95,6 +118,9 @@ fn serve(global: &GlobalArgs, args: ServeArgs, profile: &Profile) -> Result<u8, 
             )));
         }
     };
+    let established = auth.establish(TokenSources::from_env(args.token_file, || {
+        saved_token(store.as_deref())
+    }));
     let mode = config.auth.mode;
     let code = runtime.block_on(async {
         let session = match established {
@@ -104,7 +130,7 @@ fn serve(global: &GlobalArgs, args: ServeArgs, profile: &Profile) -> Result<u8, 
                 let error = CliError::SessionRefused { reason: refusal.to_string(), hint: refusal.hint() };
                 // Said at once: a client may wait for stderr before it closes the connection.
                 tracing::error!("{error}");
-                record_session(&sink, None, SessionEvent::Refused, Some(refusal.to_string()), mode).await;
+                record_session(&sink, Transport::Stdio, None, SessionEvent::Refused, Some(refusal.to_string()), mode).await;
                 refuse_session(error.to_string(), refusal.code()).await;
                 return Err(error);
             }
@@ -117,7 +143,7 @@ fn serve(global: &GlobalArgs, args: ServeArgs, profile: &Profile) -> Result<u8, 
             tracing::warn!("no valid token; serving as anonymous: {reason}");
         }
         tracing::info!(subject = %session.subject(), tier = %session.tier(), session_id = %session.session_id(), "session accepted");
-        record_session(&sink, Some(&session), SessionEvent::Accepted, anonymous_reason, mode).await;
+        record_session(&sink, Transport::Stdio, Some(&session), SessionEvent::Accepted, anonymous_reason, mode).await;
 
         let reaper = match ReaperLink::start() {
             Ok(r) => Some(Arc::new(r)),
@@ -132,10 +158,7 @@ fn serve(global: &GlobalArgs, args: ServeArgs, profile: &Profile) -> Result<u8, 
             rate_limit: config.rate_limit.clone(),
             store,
             audit: sink.clone(),
-            cache: Some(
-                CatalogCache::new(profile.data_dir.join("catalogs"))
-                    .with_start_records(profile.data_dir.join("servers")),
-            ),
+            cache: Some(catalog_cache(&profile)),
             reaper,
         };
         let (client, hub) = ClientSession::open(&shared, session, Transport::Stdio)
@@ -149,7 +172,7 @@ fn serve(global: &GlobalArgs, args: ServeArgs, profile: &Profile) -> Result<u8, 
         )
         .await;
         hub.stop_all().await;
-        record_session(&sink, Some(&client.gate().session), SessionEvent::Ended, Some("the client closed the session or lastmile was stopped".into()), mode).await;
+        record_session(&sink, Transport::Stdio, Some(&client.gate().session), SessionEvent::Ended, Some("the client closed the session or lastmile was stopped".into()), mode).await;
         if let Some(sink) = &sink
             && let Err(e) = sink.flush().await
         {
@@ -266,35 +289,6 @@ fn unaudited_or(config: &ProfileConfig, e: String) -> Result<Option<AuditWriter>
     Err(CliError::AuditUnavailable { detail: e })
 }
 
-async fn record_session(
-    sink: &Option<AuditSink>,
-    session: Option<&Session>,
-    event: SessionEvent,
-    reason: Option<String>,
-    mode: AuthMode,
-) {
-    let Some(sink) = sink else { return };
-    let record = SessionRecord {
-        session_id: session
-            .map(|s| s.session_id().to_string())
-            .unwrap_or_default(),
-        event,
-        reason,
-        mode,
-        subject: session.map(|s| s.subject().to_string()),
-        tier: session.map(|s| s.tier()),
-        jti: session.and_then(|s| s.jti().map(str::to_string)),
-        expires_at_ms: session
-            .and_then(|s| s.expires_at())
-            .map(|t| (t.0 as i64).saturating_mul(1000)),
-        transport: Transport::Stdio,
-        at_ms: now_ms(),
-    };
-    if let Err(e) = sink.record(record).await {
-        tracing::error!("audit: {e}");
-    }
-}
-
 /// Answer the client's `initialize` (and anything else) with the refusal, then end.
 async fn refuse_session(reason: String, code: &'static str) {
     #[derive(Clone)]
@@ -326,7 +320,10 @@ async fn refuse_session(reason: String, code: &'static str) {
 
 /// The profile's secret store, if it can be opened. Without one, servers that name secrets do
 /// not start (each says why); the others serve.
-fn open_secret_store(global: &GlobalArgs, profile: &Profile) -> Option<Arc<dyn SecretStore>> {
+pub(super) fn open_secret_store(
+    global: &GlobalArgs,
+    profile: &Profile,
+) -> Option<Arc<dyn SecretStore>> {
     let request: BackendRequest = match global.secrets_backend.parse() {
         Ok(r) => r,
         Err(e) => {
@@ -344,6 +341,12 @@ fn open_secret_store(global: &GlobalArgs, profile: &Profile) -> Option<Arc<dyn S
             None
         }
     }
+}
+
+/// The profile's shared parts for every session (the catalog cache, the reaper).
+pub(super) fn catalog_cache(profile: &Profile) -> CatalogCache {
+    CatalogCache::new(profile.data_dir.join("catalogs"))
+        .with_start_records(profile.data_dir.join("servers"))
 }
 
 /// Serve until stdin closes or a SIGINT/SIGTERM arrives.
@@ -386,7 +389,7 @@ fn client_stdio() -> ClientIo {
 }
 
 #[cfg(unix)]
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -402,6 +405,6 @@ async fn shutdown_signal() {
 }
 
 #[cfg(not(unix))]
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }

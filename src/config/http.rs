@@ -28,6 +28,28 @@ pub struct HttpSection {
     /// Scanner detection, before anything else looks at a request.
     #[serde(default)]
     pub scanner: ScannerSection,
+    /// `Origin` values a browser page may call from (`scheme://host:port`, exact). A request
+    /// with any other `Origin` is refused (DNS rebinding, cross-site requests): every localhost
+    /// port counts as the same site, so none is allowed unless listed.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// `Host` names accepted besides the loopback names and the bound address (a name a fronting
+    /// proxy uses, for example). A request naming any other host is refused.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// OAuth authorization servers named in the protected-resource metadata (RFC 9728); empty
+    /// when tokens come from `lastmile token issue`.
+    #[serde(default)]
+    pub authorization_servers: Vec<String>,
+    /// MCP sessions open at once, over every identity; an `initialize` beyond it is refused.
+    #[serde(default = "HttpSection::default_max_sessions")]
+    pub max_sessions: usize,
+    /// MCP sessions one identity (subject and tier) may hold open at once.
+    #[serde(default = "HttpSection::default_max_sessions_per_identity")]
+    pub max_sessions_per_identity: usize,
+    /// A session with no request for this long is closed (its children stop).
+    #[serde(default = "HttpSection::default_session_idle")]
+    pub session_idle: DurationSpec,
 }
 
 impl HttpSection {
@@ -36,6 +58,15 @@ impl HttpSection {
     }
     fn default_cookie_name() -> String {
         "lastmile_session".into()
+    }
+    fn default_max_sessions() -> usize {
+        64
+    }
+    fn default_max_sessions_per_identity() -> usize {
+        8
+    }
+    fn default_session_idle() -> DurationSpec {
+        DurationSpec(std::time::Duration::from_secs(30 * 60))
     }
 }
 
@@ -47,6 +78,12 @@ impl Default for HttpSection {
             cookie_name: Self::default_cookie_name(),
             proxy_identity: ProxyIdentitySection::default(),
             scanner: ScannerSection::default(),
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            authorization_servers: Vec::new(),
+            max_sessions: Self::default_max_sessions(),
+            max_sessions_per_identity: Self::default_max_sessions_per_identity(),
+            session_idle: Self::default_session_idle(),
         }
     }
 }

@@ -37,6 +37,8 @@ pub enum DenialCheck {
     ProxyIdentity,
     /// The bearer credential (extractor chain or validator).
     Credential,
+    /// The `Host` or `Origin` header (DNS rebinding, cross-site requests).
+    Origin,
 }
 
 impl DenialCheck {
@@ -48,6 +50,7 @@ impl DenialCheck {
             DenialCheck::Velocity => "velocity",
             DenialCheck::ProxyIdentity => "proxy_identity",
             DenialCheck::Credential => "auth",
+            DenialCheck::Origin => "origin",
         }
     }
 }

@@ -120,6 +120,23 @@ impl Verified {
             Verified::Proxy(p) => Some(p.expires_at()),
         }
     }
+    /// Until when (Unix seconds) the credential is valid, leeway included (`None`: no end).
+    pub fn valid_until(&self) -> Option<u64> {
+        match self {
+            Verified::Token { session, .. } => session.valid_until(),
+            Verified::Proxy(p) => Some(p.expires_at().0),
+        }
+    }
+    /// The session this identity opens: the verified token's, or one made from the proxy's
+    /// signed identity under `mode`.
+    pub fn to_session(&self, mode: crate::config::AuthMode) -> Session {
+        match self {
+            Verified::Token { session, .. } => session.clone(),
+            Verified::Proxy(p) => {
+                Session::from_proxy(p.subject(), p.tier(), p.session_id(), p.expires_at(), mode)
+            }
+        }
+    }
     /// Whether a credential was verified (not anonymous, not the test identity).
     pub fn is_authenticated(&self) -> bool {
         match self {
@@ -358,17 +375,15 @@ impl Edge {
                 RefusalReason::Scanner(v) | RefusalReason::IdentityVelocity(v) => v.per_minute(),
                 _ => None,
             };
-            self.denials.observe(&DenialRef {
-                check: reason.check(),
-                code: reason.code(),
-                reason: &reason,
-                method: parts.method.as_str(),
-                path,
-                user_agent: agent,
-                client: peer,
+            self.observe(
+                parts,
+                peer,
+                reason.check(),
+                reason.code(),
+                &reason,
                 identity,
-                requests_per_minute: rpm,
-            });
+                rpm,
+            );
             self.refusal(reason)
         };
 
@@ -428,6 +443,57 @@ impl Edge {
             ));
         }
         Ok(verified)
+    }
+
+    /// Only the scanner detector (for endpoints that need no credential, such as the
+    /// protected-resource metadata): a hit is a refusal and a denial event, as in triage.
+    pub fn screen(&self, parts: &http::request::Parts, peer: IpAddr) -> Result<(), Refusal> {
+        let agent = parts.headers.get(USER_AGENT).map(HeaderValue::as_bytes);
+        self.scanner
+            .check(parts.uri.path(), agent, peer)
+            .map_err(|v| {
+                let reason = RefusalReason::Scanner(v);
+                let rpm = match &reason {
+                    RefusalReason::Scanner(v) => v.per_minute(),
+                    _ => None,
+                };
+                self.observe(
+                    parts,
+                    peer,
+                    reason.check(),
+                    reason.code(),
+                    &reason,
+                    None,
+                    rpm,
+                );
+                self.refusal(reason)
+            })
+    }
+
+    /// Record a denial event for a request refused by `check` (here or by a layer of the
+    /// transport, such as the `Host`/`Origin` check).
+    #[allow(clippy::too_many_arguments)]
+    pub fn observe(
+        &self,
+        parts: &http::request::Parts,
+        peer: IpAddr,
+        check: DenialCheck,
+        code: &'static str,
+        reason: &dyn std::fmt::Display,
+        identity: Option<&str>,
+        requests_per_minute: Option<u32>,
+    ) {
+        self.denials.observe(&DenialRef {
+            check,
+            code,
+            reason,
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            user_agent: parts.headers.get(USER_AGENT).map(HeaderValue::as_bytes),
+            client: peer,
+            identity,
+            requests_per_minute,
+        });
     }
 
     /// The session of a request without any credential: anonymous in `optional` mode, the test

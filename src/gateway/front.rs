@@ -371,6 +371,26 @@ fn route(front: &Front, line: &[u8]) -> Route {
     }
 }
 
+/// A 2026-07-28 result from the typed face without `resultType`, with `resultType: complete`
+/// (what the face answers is complete; rmcp's types do not know the member). `None` when the
+/// line is not a result, or already has one.
+fn with_result_type(line: &[u8]) -> Option<Vec<u8>> {
+    let mut envelope = Envelope::parse(line).ok()?;
+    if envelope.kind() != Kind::Response {
+        return None;
+    }
+    let mut result = RawObject::parse(envelope.member("result")?).ok()?;
+    if result.get("resultType").is_some() {
+        return None;
+    }
+    result.set("resultType", "\"complete\"".into());
+    let text = result.to_json();
+    envelope.set_member("result", text);
+    let mut out = Vec::with_capacity(line.len() + 24);
+    envelope.write(&mut out);
+    Some(out)
+}
+
 /// A key of the params' `_meta`, raw JSON text.
 fn lifecycle_meta(envelope: &Envelope<'_>, key: &str) -> Option<String> {
     let params = envelope.params().ok()??;
@@ -392,6 +412,13 @@ impl Front {
                 && let Some(rewritten) = self.discover_answer(&line)
             {
                 self.out.send(rewritten).await;
+                continue;
+            }
+            if self.v2026.load(Ordering::Relaxed)
+                && !self.initialized.load(Ordering::Relaxed)
+                && let Some(typed) = with_result_type(&line)
+            {
+                self.out.send(typed).await;
                 continue;
             }
             if self.v2026.load(Ordering::Relaxed) && notice.find(&line).is_some() {

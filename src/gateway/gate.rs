@@ -1,12 +1,15 @@
 //! The gate: who this session is (from its verified token), whether it may call right now (a
 //! live token, its tier's rate limit), and where each execution is recorded.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use rmcp::ErrorData as McpError;
 use rmcp::model::ErrorCode;
 use serde_json::json;
 
 use crate::audit::{AuditSink, ExecutionRecord, SessionIdentity, Transport};
-use crate::identity::{RateBucket, Session, SessionRateLimits};
+use crate::identity::{RateBucket, Session, SessionRateLimits, now_unix};
 
 /// JSON-RPC error code for a call refused by the rate limit (`retry_after_ms` in its data).
 pub const RATE_LIMITED: ErrorCode = ErrorCode(-32029);
@@ -27,15 +30,19 @@ pub struct Gate {
     pub session: Session,
     /// The identity every audit row is bound to.
     pub who: SessionIdentity,
-    limits: SessionRateLimits,
+    limits: Arc<SessionRateLimits>,
     audit: Option<AuditSink>,
+    /// Until when (Unix seconds, leeway included) a later credential of the same identity keeps
+    /// the session live: on HTTP each request is verified on its own, and a refreshed token
+    /// extends the session it was opened with. 0: never renewed.
+    renewed_until: AtomicU64,
 }
 
 impl Gate {
     /// A gate for a session.
     pub fn new(
         session: Session,
-        limits: SessionRateLimits,
+        limits: impl Into<Arc<SessionRateLimits>>,
         audit: Option<AuditSink>,
         transport: Transport,
     ) -> Self {
@@ -49,14 +56,26 @@ impl Gate {
         Gate {
             session,
             who,
-            limits,
+            limits: limits.into(),
             audit,
+            renewed_until: AtomicU64::new(0),
         }
+    }
+
+    /// A later verified credential of this session's identity is valid until `until` (Unix
+    /// seconds, leeway included; `None`: it does not expire): the session lives on with it.
+    pub fn renew(&self, until: Option<u64>) {
+        self.renewed_until
+            .fetch_max(until.unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     /// Whether the session's token is still valid (the named reason when not).
     pub fn live(&self) -> Result<(), McpError> {
-        self.session.check_live().map_err(|rejection| {
+        let checked = self.session.check_live();
+        if checked.is_err() && self.renewed_until.load(Ordering::Relaxed) >= now_unix() {
+            return Ok(());
+        }
+        checked.map_err(|rejection| {
             McpError::new(
                 SESSION_EXPIRED,
                 format!(

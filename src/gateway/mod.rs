@@ -19,7 +19,9 @@ pub use gate::{Gate, RATE_LIMITED, SESSION_EXPIRED};
 pub use guard::Guarded;
 pub use hub::{EnvBuilder, Hub, Slot, SlotStatus};
 pub use manifest::{ALIAS_SCHEME, Manifest, ResourceRoute, Route};
-pub use session::{ClientSession, Profile as SessionProfile};
+pub use session::{
+    ClientSession, Profile as SessionProfile, Sharing, learn_every_secret, record_session,
+};
 
 use crate::config::Server;
 

@@ -15,8 +15,8 @@ use secrecy::SecretString;
 
 use super::gate::Gate;
 use super::hub::{EnvBuilder, Hub};
-use crate::audit::{AuditSink, Transport};
-use crate::config::{DefaultsSection, RateLimitSection, SecretRef, Server};
+use crate::audit::{AuditSink, SessionEvent, SessionRecord, Transport, now_ms};
+use crate::config::{AuthMode, DefaultsSection, RateLimitSection, SecretRef, Server};
 use crate::downstream::{CatalogCache, ChildEnv, Delivery, ReaperLink};
 use crate::identity::{RateLimitConfigError, Session, SessionRateLimits};
 use crate::secrets::{
@@ -46,7 +46,18 @@ pub struct Profile {
 /// One client's session.
 pub struct ClientSession {
     gate: Gate,
-    redactor: SessionRedactor,
+    redactor: Arc<SessionRedactor>,
+}
+
+/// What a session may share with others of the same gateway (HTTP: many sessions per process).
+#[derive(Default)]
+pub struct Sharing {
+    /// A redactor shared by every session (and the log): it must already know every secret of
+    /// every server any of them may start. `None`: the session's own.
+    pub redactor: Option<Arc<SessionRedactor>>,
+    /// The rate limits of the identity, shared by all its sessions so that opening more
+    /// sessions buys no more calls. `None`: the session's own.
+    pub limits: Option<Arc<SessionRateLimits>>,
 }
 
 impl ClientSession {
@@ -58,6 +69,16 @@ impl ClientSession {
         session: Session,
         transport: Transport,
     ) -> Result<(Arc<Self>, Arc<Hub>), RateLimitConfigError> {
+        Self::open_with(profile, session, transport, Sharing::default()).await
+    }
+
+    /// [`ClientSession::open`], sharing what `sharing` names with other sessions.
+    pub async fn open_with(
+        profile: &Profile,
+        session: Session,
+        transport: Transport,
+        sharing: Sharing,
+    ) -> Result<(Arc<Self>, Arc<Hub>), RateLimitConfigError> {
         // Tiers scope servers here: the others are never spawned.
         let tier = session.tier();
         let servers: Vec<Server> = profile
@@ -66,10 +87,23 @@ impl ClientSession {
             .filter(|s| s.allows(tier))
             .cloned()
             .collect();
-        let limits = SessionRateLimits::new(&profile.rate_limit, session.rate_limit_tier())?;
-        let client =
-            ClientSession::new(Gate::new(session, limits, profile.audit.clone(), transport));
-        learn_every_secret(&client, profile.store.clone(), &servers).await;
+        let limits = match sharing.limits {
+            Some(limits) => limits,
+            None => Arc::new(SessionRateLimits::new(
+                &profile.rate_limit,
+                session.rate_limit_tier(),
+            )?),
+        };
+        let gate = Gate::new(session, limits, profile.audit.clone(), transport);
+        // A shared redactor learned every server's secrets when it was made.
+        let own_redactor = sharing.redactor.is_none();
+        let client = Arc::new(ClientSession {
+            gate,
+            redactor: sharing.redactor.unwrap_or_default(),
+        });
+        if own_redactor {
+            learn_every_secret(&client.redactor, profile.store.clone(), &servers).await;
+        }
         let env_builder = secrets_env_builder(profile.store.clone(), Arc::clone(&client));
         let hub = Hub::new(
             servers,
@@ -86,7 +120,7 @@ impl ClientSession {
     pub fn new(gate: Gate) -> Arc<Self> {
         Arc::new(ClientSession {
             gate,
-            redactor: SessionRedactor::default(),
+            redactor: Arc::default(),
         })
     }
 
@@ -146,11 +180,11 @@ fn secrets_env_builder(
     })
 }
 
-/// Teach the session's redactor every secret any of `servers` will receive, before any child
+/// Teach a session's redactor every secret any of `servers` will receive, before any child
 /// starts: a child's output is then scrubbed of every sibling's secret too, whatever order
 /// they start in. A server whose secrets cannot be read is skipped here; it will not start.
-async fn learn_every_secret(
-    session: &Arc<ClientSession>,
+pub async fn learn_every_secret(
+    redactor: &Arc<SessionRedactor>,
     store: Option<Arc<dyn SecretStore>>,
     servers: &[Server],
 ) {
@@ -163,7 +197,7 @@ async fn learn_every_secret(
     if refs.is_empty() {
         return;
     }
-    let session = Arc::clone(session);
+    let session = Arc::clone(redactor);
     // Keyring reads may be D-Bus round trips: off the async workers.
     let learned = tokio::task::spawn_blocking(move || {
         for (server, refs) in refs {
@@ -180,5 +214,36 @@ async fn learn_every_secret(
     .await;
     if let Err(e) = learned {
         tracing::error!("learning the session's secrets failed: {e}");
+    }
+}
+
+/// Record a session event (accepted, refused, ended) in the audit log, if there is one.
+pub async fn record_session(
+    sink: &Option<AuditSink>,
+    transport: Transport,
+    session: Option<&Session>,
+    event: SessionEvent,
+    reason: Option<String>,
+    mode: AuthMode,
+) {
+    let Some(sink) = sink else { return };
+    let record = SessionRecord {
+        session_id: session
+            .map(|s| s.session_id().to_string())
+            .unwrap_or_default(),
+        event,
+        reason,
+        mode,
+        subject: session.map(|s| s.subject().to_string()),
+        tier: session.map(|s| s.tier()),
+        jti: session.and_then(|s| s.jti().map(str::to_string)),
+        expires_at_ms: session
+            .and_then(|s| s.expires_at())
+            .map(|t| (t.0 as i64).saturating_mul(1000)),
+        transport,
+        at_ms: now_ms(),
+    };
+    if let Err(e) = sink.record(record).await {
+        tracing::error!("audit: {e}");
     }
 }

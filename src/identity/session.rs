@@ -162,6 +162,8 @@ pub enum SessionOrigin {
     },
     /// `disabled` mode: the fixed test identity.
     TestIdentity,
+    /// An identity a fronting proxy signed into a header (HTTP), verified by the edge.
+    Proxy,
 }
 
 /// An authenticated (or explicitly anonymous, or test) session. Only this module makes one.
@@ -213,6 +215,23 @@ impl Session {
             roles: Vec::new(),
             user_type: None,
             origin,
+        }
+    }
+
+    /// The session of an identity a fronting proxy signed (the edge verified its signature and
+    /// expiry): its subject, tier, session id and expiry, with the profile's mode.
+    pub fn from_proxy(
+        subject: &str,
+        tier: Tier,
+        session_id: &str,
+        expires_at: UnixTime,
+        mode: AuthMode,
+    ) -> Self {
+        Session {
+            session_id: session_id.to_string(),
+            expires_at: Some(expires_at.0),
+            valid_until: Some(expires_at.0),
+            ..Session::unverified(subject, tier, mode, SessionOrigin::Proxy)
         }
     }
 
@@ -269,6 +288,10 @@ impl Session {
             }
             _ => Ok(()),
         }
+    }
+    /// Until when (Unix seconds, leeway included) the session is live; `None` if it never ends.
+    pub fn valid_until(&self) -> Option<u64> {
+        self.valid_until
     }
     /// [`Session::check_live_at`] against the wall clock.
     pub fn check_live(&self) -> Result<(), Rejection> {

@@ -182,16 +182,22 @@ pub enum Internal {
     /// The audit log's MAC'd high-water mark (`audit-mark`); not a secret, but it must live
     /// outside the data folder.
     AuditMark,
+    /// The key a fronting proxy signs identity headers with (`proxy-identity-key`).
+    ProxyIdentityKey,
+    /// The previous proxy key, accepted during a rotation (`proxy-identity-key-previous`).
+    ProxyIdentityKeyPrevious,
 }
 
 impl Internal {
     /// Every internal entry.
-    pub const ALL: [Internal; 5] = [
+    pub const ALL: [Internal; 7] = [
         Internal::SigningSecret,
         Internal::SessionToken,
         Internal::AuditKey,
         Internal::DatabaseUrl,
         Internal::AuditMark,
+        Internal::ProxyIdentityKey,
+        Internal::ProxyIdentityKeyPrevious,
     ];
 
     /// The entry's name in the keyring.
@@ -202,6 +208,8 @@ impl Internal {
             Internal::AuditKey => "audit-key",
             Internal::DatabaseUrl => "database-url",
             Internal::AuditMark => "audit-mark",
+            Internal::ProxyIdentityKey => crate::edge::PROXY_KEY_ENTRY,
+            Internal::ProxyIdentityKeyPrevious => crate::edge::PROXY_KEY_PREVIOUS_ENTRY,
         }
     }
 

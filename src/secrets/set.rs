@@ -21,6 +21,10 @@ pub struct SecretSet {
     pub database_url: Option<SecretString>,
     /// The audit log's high-water mark.
     pub audit_mark: Option<SecretString>,
+    /// `proxy-identity-key`.
+    pub proxy_identity_key: Option<SecretString>,
+    /// `proxy-identity-key-previous`.
+    pub proxy_identity_key_previous: Option<SecretString>,
     /// `ANTHROPIC_API_KEY`
     pub anthropic_api_key: Option<SecretString>,
     /// `OPENAI_API_KEY`
@@ -96,6 +100,8 @@ impl SecretSet {
             Internal::AuditKey => &self.audit_key,
             Internal::DatabaseUrl => &self.database_url,
             Internal::AuditMark => &self.audit_mark,
+            Internal::ProxyIdentityKey => &self.proxy_identity_key,
+            Internal::ProxyIdentityKeyPrevious => &self.proxy_identity_key_previous,
         }
     }
 
@@ -106,6 +112,8 @@ impl SecretSet {
             Internal::AuditKey => &mut self.audit_key,
             Internal::DatabaseUrl => &mut self.database_url,
             Internal::AuditMark => &mut self.audit_mark,
+            Internal::ProxyIdentityKey => &mut self.proxy_identity_key,
+            Internal::ProxyIdentityKeyPrevious => &mut self.proxy_identity_key_previous,
         }
     }
 }

@@ -1,0 +1,592 @@
+//! Streamable HTTP end to end: `lastmile serve --http` driven as an HTTP client would — each
+//! credential carrier and its named failures, sessions bound to identities, DNS rebinding,
+//! scanner traffic, 2026-07-28 without a session, progress on an event stream, and the canary.
+
+use serde_json::{Value, json};
+
+use crate::http_util::*;
+use crate::util::*;
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+async fn export(w: &World) -> Vec<Value> {
+    let out = w.run(&["audit", "export", "--jsonl"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("JSON lines"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_bearer_token_opens_a_session_that_lists_and_calls_tools() {
+    let w = World::new();
+    w.require_auth("").await;
+    w.fixture("alpha", &[], "");
+    let token = w.token("alice", "user").await;
+    let server = HttpServer::start(&w).await;
+    let auth = bearer(&token);
+    let session = open_session(&server, &[("authorization", &auth)]).await;
+    let with = [
+        ("authorization", auth.as_str()),
+        ("mcp-session-id", session.as_str()),
+    ];
+
+    let list = server
+        .post(&request(2, "tools/list", json!({})), &with)
+        .await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    let tools = list.json()["result"]["tools"].clone();
+    assert!(
+        tools
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "alpha__echo"),
+        "{tools}"
+    );
+
+    let call = server
+        .post(
+            &request(
+                3,
+                "tools/call",
+                json!({"name": "alpha__echo", "arguments": {"text": "over http"}}),
+            ),
+            &with,
+        )
+        .await;
+    assert_eq!(call.status, 200, "{}", call.body);
+    let answer = call.json();
+    assert_eq!(answer["id"], 3, "the client's id comes back: {answer}");
+    assert_eq!(answer["result"]["content"][0]["text"], "over http");
+    let execution = answer["result"]["_meta"][lastmile::gateway::EXECUTION_ID_META]
+        .as_str()
+        .expect("execution id")
+        .to_string();
+
+    // DELETE ends the session; it is gone afterwards.
+    let del = server
+        .request("DELETE", "/mcp")
+        .header("authorization", &auth)
+        .header("mcp-session-id", &session)
+        .send()
+        .await;
+    assert_eq!(del.status, 204, "{}", del.body);
+    let after = server
+        .post(&request(4, "tools/list", json!({})), &with)
+        .await;
+    assert_eq!(after.status, 404, "{}", after.body);
+    assert_eq!(after.json()["error"]["data"]["reason"], "unknown_session");
+    server.stop().await;
+
+    let rows = export(&w).await;
+    let row = rows
+        .iter()
+        .find(|r| r["execution_id"] == execution.as_str())
+        .unwrap_or_else(|| panic!("the call is audited: {rows:?}"));
+    assert_eq!(row["subject"], "alice");
+    assert_eq!(row["transport"], "http");
+}
+
+#[tokio::test]
+async fn without_a_credential_the_401_names_every_carrier_and_where_tokens_come_from() {
+    let w = World::new();
+    w.require_auth("").await;
+    w.fixture("alpha", &[], "");
+    let server = HttpServer::start(&w).await;
+    let r = server.post(&initialize(1), &[]).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let challenge = r.header("www-authenticate").expect("WWW-Authenticate");
+    assert!(
+        challenge.starts_with("Bearer realm=\"lastmile\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains(&format!(
+            "resource_metadata=\"http://{}/.well-known/oauth-protected-resource/mcp\"",
+            server.addr
+        )),
+        "{challenge}"
+    );
+    let body = r.json();
+    let tried = body.to_string();
+    for carrier in ["authorization", "x-forwarded-authorization", "cookie"] {
+        assert!(
+            tried.to_ascii_lowercase().contains(carrier),
+            "{carrier} not named: {tried}"
+        );
+    }
+
+    // RFC 9728: readable without a credential.
+    let meta = server
+        .request("GET", "/.well-known/oauth-protected-resource/mcp")
+        .send()
+        .await;
+    assert_eq!(meta.status, 200, "{}", meta.body);
+    let doc = meta.json();
+    assert_eq!(doc["resource"], format!("http://{}/mcp", server.addr));
+    assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
+
+    // A malformed credential fails at once with its reason, never as anonymous.
+    let bad = server
+        .post(&initialize(1), &[("authorization", "Bearer not.a.jwt")])
+        .await;
+    assert_eq!(bad.status, 401, "{}", bad.body);
+    assert_eq!(bad.json()["error"], "invalid_token");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_belongs_to_its_identity_and_a_fresh_token_of_it_keeps_it() {
+    let w = World::new();
+    w.require_auth("").await;
+    w.fixture("alpha", &[], "");
+    let alice = bearer(&w.token("alice", "user").await);
+    let alice_again = bearer(&w.token("alice", "user").await);
+    let bob = bearer(&w.token("bob", "user").await);
+    let alice_admin = bearer(&w.token("alice", "admin").await);
+    let server = HttpServer::start(&w).await;
+    let session = open_session(&server, &[("authorization", &alice)]).await;
+    let echo = request(
+        2,
+        "tools/call",
+        json!({"name": "alpha__echo", "arguments": {"text": "x"}}),
+    );
+
+    for (who, token) in [("bob", &bob), ("alice as admin", &alice_admin)] {
+        let r = server
+            .post(
+                &echo,
+                &[("authorization", token), ("mcp-session-id", &session)],
+            )
+            .await;
+        assert_eq!(r.status, 403, "{who}: {}", r.body);
+        assert_eq!(
+            r.json()["error"]["data"]["reason"],
+            "session_identity_mismatch",
+            "{who}"
+        );
+    }
+    // Another token of the same subject and tier (a refreshed cookie, say) keeps the session.
+    let r = server
+        .post(
+            &echo,
+            &[
+                ("authorization", &alice_again),
+                ("mcp-session-id", &session),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["result"]["content"][0]["text"], "x");
+    // A session id nobody issued is unknown, not a way in.
+    let r = server
+        .post(
+            &echo,
+            &[
+                ("authorization", &bob),
+                ("mcp-session-id", "0123456789abcdef0123456789abcdef"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn dns_rebinding_and_foreign_origins_are_refused_before_mcp() {
+    let w = World::new();
+    w.profile_file(
+        "[auth]\nmode = \"disabled\"\n[http]\nallowed_origins = [\"http://localhost:6274\"]\n",
+    );
+    w.fixture("alpha", &[], "");
+    let server = HttpServer::start(&w).await;
+    let port = server.addr.port();
+
+    let rebound = server
+        .post(
+            &initialize(1),
+            &[("host", &format!("attacker.example:{port}"))],
+        )
+        .await;
+    assert_eq!(rebound.status, 403, "{}", rebound.body);
+    assert_eq!(rebound.json()["error"], "host_not_allowed");
+
+    for origin in ["http://attacker.example", "http://localhost:3000", "null"] {
+        let r = server.post(&initialize(1), &[("origin", origin)]).await;
+        assert_eq!(r.status, 403, "{origin}: {}", r.body);
+        assert_eq!(r.json()["error"], "origin_not_allowed", "{origin}");
+        assert!(r.header("access-control-allow-origin").is_none());
+    }
+
+    // A listed origin is served, with CORS headers, and its preflight answered.
+    let pre = server
+        .request("OPTIONS", "/mcp")
+        .header("origin", "http://localhost:6274")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await;
+    assert_eq!(pre.status, 204, "{}", pre.body);
+    assert_eq!(
+        pre.header("access-control-allow-origin"),
+        Some("http://localhost:6274")
+    );
+    assert!(
+        pre.header("access-control-allow-headers")
+            .unwrap()
+            .contains("mcp-session-id")
+    );
+    let ok = server
+        .post(&initialize(1), &[("origin", "http://localhost:6274")])
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(
+        ok.header("access-control-allow-origin"),
+        Some("http://localhost:6274")
+    );
+    assert!(
+        ok.header("access-control-expose-headers")
+            .unwrap()
+            .contains("mcp-session-id")
+    );
+    server.stop().await;
+
+    let rows = export(&w).await;
+    assert!(
+        rows.iter()
+            .any(|r| r["check_name"] == "origin" || r.to_string().contains("host_not_allowed")),
+        "the refusals are denial events in the audit database: {rows:?}"
+    );
+}
+
+#[tokio::test]
+async fn scanner_traffic_is_refused_before_any_handler() {
+    let w = World::new();
+    w.require_auth("").await;
+    w.fixture("alpha", &[], "");
+    let token = bearer(&w.token("alice", "user").await);
+    let server = HttpServer::start(&w).await;
+    for path in [
+        "/.env",
+        "/.git/config",
+        "/wp-admin/",
+        "/backup.sql",
+        "/phpmyadmin/index.php",
+    ] {
+        let r = server
+            .request("GET", path)
+            .header("authorization", &token)
+            .send()
+            .await;
+        assert_eq!(r.status, 403, "{path}: {}", r.body);
+        assert_eq!(r.json()["check"], "path", "{path}");
+    }
+    let r = server
+        .post(
+            &initialize(1),
+            &[("authorization", &token), ("user-agent", "sqlmap/1.7")],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.json()["check"], "user_agent");
+    // Node's fetch is an MCP client, not a scanner.
+    let r = server
+        .post(
+            &initialize(1),
+            &[("authorization", &token), ("user-agent", "node")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn on_2026_07_28_the_identity_is_the_unit_and_no_session_is_needed() {
+    let w = World::new();
+    w.require_auth("").await;
+    w.fixture("alpha", &[], "");
+    let token = bearer(&w.token("alice", "user").await);
+    let server = HttpServer::start(&w).await;
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "http-2026", "version": "0"}
+    });
+    let headers = [
+        ("authorization", token.as_str()),
+        ("mcp-protocol-version", "2026-07-28"),
+    ];
+    let discover = server
+        .post(
+            &request(1, "server/discover", json!({"_meta": meta})),
+            &headers,
+        )
+        .await;
+    assert_eq!(discover.status, 200, "{}", discover.body);
+    assert!(
+        discover.header("mcp-session-id").is_none(),
+        "stateless: no session id"
+    );
+    assert!(
+        discover.json()["result"]["supportedVersions"].is_array(),
+        "{}",
+        discover.body
+    );
+
+    let call = server
+        .post(
+            &request(
+                7,
+                "tools/call",
+                json!({"name": "alpha__echo", "arguments": {"text": "stateless"}, "_meta": meta}),
+            ),
+            &headers,
+        )
+        .await;
+    assert_eq!(call.status, 200, "{}", call.body);
+    let answer = call.json();
+    assert_eq!(answer["id"], 7);
+    assert_eq!(answer["result"]["content"][0]["text"], "stateless");
+    assert_eq!(answer["result"]["resultType"], "complete", "{answer}");
+
+    // Without a session and without 2026-07-28, a request is refused by name.
+    let r = server
+        .post(
+            &request(8, "tools/list", json!({})),
+            &[("authorization", &token)],
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Mcp-Session-Id")
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn progress_travels_on_the_request_stream_with_the_clients_token() {
+    let w = World::new();
+    w.fixture("alpha", &[], "");
+    let server = HttpServer::start(&w).await;
+    let session = open_session(&server, &[]).await;
+    let r = server
+        .post(
+            &request(5, "tools/call", json!({"name": "alpha__progress", "arguments": {"steps": 3}, "_meta": {"progressToken": "mine-1"}})),
+            &[("mcp-session-id", &session)],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.header("content-type")
+            .unwrap()
+            .starts_with("text/event-stream"),
+        "{:?}",
+        r.headers
+    );
+    let messages = r.messages();
+    let progress: Vec<&Value> = messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    assert_eq!(progress.len(), 3, "{messages:?}");
+    assert!(
+        progress
+            .iter()
+            .all(|p| p["params"]["progressToken"] == "mine-1"),
+        "{progress:?}"
+    );
+    let last = messages.last().unwrap();
+    assert_eq!(last["id"], 5);
+    assert_eq!(last["result"]["content"][0]["text"], "done 3 steps");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_canary_never_reaches_an_http_response_header_log_or_audit_row() {
+    let w = World::new();
+    w.require_auth("").await;
+    let value = format!("canary{}", uuid_like());
+    w.set_secret("MY_CANARY", &value).await;
+    w.fixture("leaky", &[], "secrets = [\"MY_CANARY\"]");
+    let token = bearer(&w.token("alice", "user").await);
+    let server = HttpServer::start(&w).await;
+    let session = open_session(&server, &[("authorization", &token)]).await;
+    let with = [
+        ("authorization", token.as_str()),
+        ("mcp-session-id", session.as_str()),
+    ];
+    let mut seen = String::new();
+    for (id, tool) in [
+        (2, "leaky__leak"),
+        (3, "leaky__leak_error"),
+        (4, "leaky__env"),
+    ] {
+        let r = server
+            .post(
+                &request(
+                    id,
+                    "tools/call",
+                    json!({"name": tool, "arguments": {"name": "MY_CANARY"}}),
+                ),
+                &with,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{tool}: {}", r.body);
+        seen.push_str(&r.raw);
+    }
+    // The model passes it back as an argument, and in a progress token.
+    let r = server
+        .post(
+            &request(5, "tools/call", json!({"name": "leaky__progress", "arguments": {"steps": 1, "echo": value}, "_meta": {"progressToken": "p"}})),
+            &with,
+        )
+        .await;
+    seen.push_str(&r.raw);
+    assert!(
+        seen.contains("[REDACTED:MY_CANARY]"),
+        "the child did hand it back: {seen}"
+    );
+    let stderr = server.stop().await;
+    assert!(
+        !seen.contains(&value),
+        "the canary reached an HTTP response"
+    );
+    assert!(!stderr.contains(&value), "the canary reached stderr");
+    assert!(
+        !w.logs().contains(&value),
+        "the canary reached the log folder"
+    );
+    let audit = w.run(&["audit", "export", "--jsonl"]).await;
+    assert!(
+        !String::from_utf8_lossy(&audit.stdout).contains(&value),
+        "the canary reached the audit log"
+    );
+}
+
+fn uuid_like() -> String {
+    use secrecy::ExposeSecret;
+    lastmile::secrets::random_secret(24)
+        .unwrap()
+        .expose_secret()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_non_loopback_address_is_refused_unless_asked_for() {
+    let w = World::new();
+    let out = w.run(&["serve", "--http", "0.0.0.0:0"]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not a loopback address") && err.contains("--allow-non-loopback"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_sessions_get_stream_carries_its_own_notifications_and_no_one_elses() {
+    let w = World::new();
+    w.fixture("alpha", &[], "");
+    let server = HttpServer::start(&w).await;
+    let a = open_session(&server, &[]).await;
+    let b = open_session(&server, &[]).await;
+    assert_ne!(a, b);
+    let open = |id: &str| {
+        server
+            .request("GET", "/mcp")
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", id)
+    };
+    let mut stream_a = open(&a).open().await;
+    let mut stream_b = open(&b).open().await;
+    assert_eq!(stream_a.status, 200);
+    assert!(stream_a.headers["content-type"].starts_with("text/event-stream"));
+    // A client hears of list changes once it has listed.
+    for id in [&a, &b] {
+        let r = server
+            .post(
+                &request(9, "tools/list", json!({})),
+                &[("mcp-session-id", id)],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
+    // A's child logs and adds a tool: A hears of both.
+    let r = server
+        .post(
+            &request(2, "tools/call", json!({"name": "alpha__log", "arguments": {"message": "from a", "level": "warning"}})),
+            &[("mcp-session-id", &a)],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = server
+        .post(
+            &request(
+                3,
+                "tools/call",
+                json!({"name": "alpha__add_tool", "arguments": {"name": "only_for_a"}}),
+            ),
+            &[("mcp-session-id", &a)],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut heard = Vec::new();
+    while heard.len() < 2 {
+        heard.push(
+            stream_a
+                .next()
+                .await
+                .expect("A's notifications on A's stream"),
+        );
+    }
+    let methods: Vec<&str> = heard
+        .iter()
+        .map(|n| n["method"].as_str().unwrap())
+        .collect();
+    assert!(methods.contains(&"notifications/message"), "{heard:?}");
+    assert!(
+        methods.contains(&"notifications/tools/list_changed"),
+        "{heard:?}"
+    );
+
+    // B's own change is the first thing B's stream carries: nothing of A's came before it.
+    let r = server
+        .post(
+            &request(
+                2,
+                "tools/call",
+                json!({"name": "alpha__add_tool", "arguments": {"name": "only_for_b"}}),
+            ),
+            &[("mcp-session-id", &b)],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let note = stream_b.next().await.expect("a notification on B's stream");
+    assert_eq!(note["method"], "notifications/tools/list_changed", "{note}");
+    let list_b = server
+        .post(
+            &request(3, "tools/list", json!({})),
+            &[("mcp-session-id", &b)],
+        )
+        .await;
+    let names = list_b.json()["result"]["tools"].to_string();
+    assert!(
+        names.contains("alpha__only_for_b") && !names.contains("only_for_a"),
+        "{names}"
+    );
+    server.stop().await;
+}
