@@ -590,3 +590,259 @@ async fn a_sessions_get_stream_carries_its_own_notifications_and_no_one_elses() 
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn each_carrier_of_the_chain_and_each_preset() {
+    let w = World::new();
+    w.require_auth("").await;
+    w.fixture("alpha", &[], "");
+    let token = w.token("alice", "user").await;
+    let server = HttpServer::start(&w).await;
+    let cookie = format!("theme=dark; lastmile_session={token}");
+    let proxied = format!("Bearer {token}");
+    for (name, header) in [
+        ("authorization", bearer(&token)),
+        ("cookie", cookie.clone()),
+        ("x-forwarded-authorization", proxied.clone()),
+    ] {
+        let r = server.post(&initialize(1), &[(name, &header)]).await;
+        assert_eq!(r.status, 200, "{name}: {}", r.body);
+    }
+    // A carrier that is present but malformed fails at once, even when a later one is valid.
+    let r = server
+        .post(
+            &initialize(1),
+            &[("authorization", "Bearer two words"), ("cookie", &cookie)],
+        )
+        .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(r.json()["method"], "authorization_header", "{}", r.body);
+    server.stop().await;
+
+    // `api`: the header only — a cookie is not a credential there.
+    w.profile_file("[auth]\nmode = \"required\"\n[http]\nextractor = \"api\"\n");
+    let server = HttpServer::start(&w).await;
+    let r = server.post(&initialize(1), &[("cookie", &cookie)]).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let tried = r.json()["tried"].to_string();
+    assert!(
+        tried.contains("authorization_header") && !tried.contains("cookie"),
+        "{tried}"
+    );
+    server.stop().await;
+
+    // `browser`: header and cookie, not the proxy's header.
+    w.profile_file("[auth]\nmode = \"required\"\n[http]\nextractor = \"browser\"\n");
+    let server = HttpServer::start(&w).await;
+    let r = server
+        .post(&initialize(1), &[("x-forwarded-authorization", &proxied)])
+        .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let r = server.post(&initialize(1), &[("cookie", &cookie)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_signed_proxy_identity_decides_and_a_bad_one_is_refused_outright() {
+    let w = World::new();
+    w.require_auth("").await;
+    w.fixture("alpha", &[], "");
+    let key = "k7Jq2Lm9Vx4Rt8Nw1Zc6Hb3Fy5Pd0Gs-proxy-key-for-tests";
+    // No key yet: a header that arrives cannot be trusted.
+    let server = HttpServer::start(&w).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let secret = secrecy::SecretString::from(key.to_string());
+    let signed = lastmile::edge::sign_header(
+        &secret,
+        "carol@corp",
+        lastmile::config::Tier::Admin,
+        "sso-1",
+        now + 120,
+    )
+    .unwrap();
+    let r = server
+        .post(&initialize(1), &[("x-lastmile-identity", &signed)])
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.json()["reason"], "proxy_identity_not_configured");
+    server.stop().await;
+
+    // The key is stored like any secret, from stdin; a weak one is refused.
+    let weak = w
+        .command(&["secrets", "set-proxy-key"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = feed(weak, "short").await;
+    assert!(!out.status.success(), "a weak proxy key is refused");
+    let ok = w
+        .command(&["secrets", "set-proxy-key"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = feed(ok, key).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let server = HttpServer::start(&w).await;
+    let token = bearer(&w.token("alice", "user").await);
+    // Valid: the proxy's identity wins over a bearer token, and its tier applies.
+    let r = server
+        .post(
+            &initialize(1),
+            &[("x-lastmile-identity", &signed), ("authorization", &token)],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let session = r.header("mcp-session-id").unwrap().to_string();
+    // The session is carol's: alice's token cannot use it.
+    let r = server
+        .post(
+            &request(2, "tools/list", json!({})),
+            &[("authorization", &token), ("mcp-session-id", &session)],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+
+    let tampered = signed.replace("tier=admin", "tier=user");
+    let expired = lastmile::edge::sign_header(
+        &secret,
+        "carol@corp",
+        lastmile::config::Tier::Admin,
+        "sso-1",
+        now - 60,
+    )
+    .unwrap();
+    let wrong_key = lastmile::edge::sign_header(
+        &secrecy::SecretString::from("another-key-of-more-than-32-bytes-zz9".to_string()),
+        "carol@corp",
+        lastmile::config::Tier::Admin,
+        "sso-1",
+        now + 120,
+    )
+    .unwrap();
+    let unsigned = signed.split(";sig=").next().unwrap().to_string();
+    for (what, header, code) in [
+        ("tampered", tampered.as_str(), "bad_signature"),
+        (
+            "expired (a replay after its expiry)",
+            expired.as_str(),
+            "expired",
+        ),
+        (
+            "signed with another key",
+            wrong_key.as_str(),
+            "bad_signature",
+        ),
+        ("unsigned", unsigned.as_str(), "unsigned"),
+    ] {
+        // A valid bearer token beside it does not rescue it: a present identity decides.
+        let r = server
+            .post(
+                &initialize(1),
+                &[("x-lastmile-identity", header), ("authorization", &token)],
+            )
+            .await;
+        assert_eq!(r.status, 403, "{what}: {}", r.body);
+        assert_eq!(r.json()["reason"], code, "{what}");
+    }
+    server.stop().await;
+    let rows = export(&w).await;
+    assert!(
+        rows.iter().any(|r| r.to_string().contains("bad_signature")),
+        "proxy refusals are denial events: {rows:?}"
+    );
+}
+
+async fn feed(mut child: tokio::process::Child, value: &str) -> std::process::Output {
+    use tokio::io::AsyncWriteExt;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(value.as_bytes()).await.unwrap();
+    drop(stdin);
+    child.wait_with_output().await.unwrap()
+}
+
+#[tokio::test]
+async fn velocity_over_the_ceiling_is_429_with_retry_after() {
+    let w = World::new();
+    w.profile_file(
+        "[auth]\nmode = \"disabled\"\n[http.scanner]\nper_minute = 3\nloopback_per_minute = 3\n",
+    );
+    let server = HttpServer::start(&w).await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(server.request("GET", "/nothing-here").send().await);
+    }
+    let limited = statuses
+        .iter()
+        .find(|r| r.status == 429)
+        .unwrap_or_else(|| {
+            panic!(
+                "no 429 among {:?}",
+                statuses.iter().map(|r| r.status).collect::<Vec<_>>()
+            )
+        });
+    assert!(
+        limited
+            .header("retry-after")
+            .is_some_and(|s| s.parse::<u64>().is_ok()),
+        "{:?}",
+        limited.headers
+    );
+    assert_eq!(limited.json()["check"], "velocity");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_identitys_rate_limit_is_shared_by_all_its_sessions() {
+    let w = World::new();
+    w.require_auth("[rate_limit]\nbase_per_minute = 1\nburst_multiplier = 1.0\n")
+        .await;
+    w.fixture("alpha", &[], "");
+    let token = bearer(&w.token("alice", "user").await);
+    let server = HttpServer::start(&w).await;
+    let echo = request(
+        2,
+        "tools/call",
+        json!({"name": "alpha__echo", "arguments": {"text": "x"}}),
+    );
+    let first = open_session(&server, &[("authorization", &token)]).await;
+    let r = server
+        .post(
+            &echo,
+            &[("authorization", &token), ("mcp-session-id", &first)],
+        )
+        .await;
+    assert_eq!(r.json()["result"]["content"][0]["text"], "x", "{}", r.body);
+    // A second session buys no more calls.
+    let second = open_session(&server, &[("authorization", &token)]).await;
+    let r = server
+        .post(
+            &echo,
+            &[("authorization", &token), ("mcp-session-id", &second)],
+        )
+        .await;
+    assert_eq!(r.json()["error"]["code"], -32029, "{}", r.body);
+    // Another identity has its own.
+    let bob = bearer(&w.token("bob", "user").await);
+    let third = open_session(&server, &[("authorization", &bob)]).await;
+    let r = server
+        .post(
+            &echo,
+            &[("authorization", &bob), ("mcp-session-id", &third)],
+        )
+        .await;
+    assert_eq!(r.json()["result"]["content"][0]["text"], "x", "{}", r.body);
+    server.stop().await;
+}

@@ -49,6 +49,17 @@ pub(crate) enum SecretsCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Store the key a fronting SSO proxy signs identity headers with (`serve --http`): at
+    /// least 32 random bytes, read like `set`. With --rotate the current key becomes the
+    /// previous one and stays accepted until `lastmile secrets rm proxy-identity-key-previous`.
+    #[command(
+        after_help = "Examples:\n  openssl rand -base64 48 | tee proxy.key | lastmile secrets set-proxy-key\n  lastmile secrets set-proxy-key --rotate < new-proxy.key"
+    )]
+    SetProxyKey {
+        /// Keep the current key as the previous one (accepted during the rotation).
+        #[arg(long)]
+        rotate: bool,
+    },
     /// Show which backend is active and why, and the profile's keyring service.
     #[command(
         after_help = "Examples:\n  lastmile secrets status\n  lastmile --secrets-backend keyutils secrets status"
@@ -68,6 +79,7 @@ pub(crate) fn run(global: &GlobalArgs, cmd: SecretsCommand) -> Result<(), CliErr
         SecretsCommand::List => list(&p, &profile, &opened),
         SecretsCommand::Rm { name } => rm(&p, &opened, &name),
         SecretsCommand::GenerateSigningKey { force } => generate_signing_key(&p, &opened, force),
+        SecretsCommand::SetProxyKey { rotate } => set_proxy_key(&p, &opened, rotate),
         SecretsCommand::Status => status(&p, global),
     }
 }
@@ -85,8 +97,47 @@ fn set(p: &Printer, opened: &OpenedStore, name: &str) -> Result<(), CliError> {
     Ok(())
 }
 
+fn set_proxy_key(p: &Printer, opened: &OpenedStore, rotate: bool) -> Result<(), CliError> {
+    let current = SecretKey::Internal(Internal::ProxyIdentityKey);
+    let previous = SecretKey::Internal(Internal::ProxyIdentityKeyPrevious);
+    let value = read_value(&current)?;
+    // The same check `serve --http` makes: a weak key is refused here, not at the next start.
+    crate::edge::ProxyKeys::new(&value, None).map_err(|e| {
+        CliError::usage(
+            format!("the proxy key is not usable: {e}"),
+            "use at least 32 random bytes, e.g. `openssl rand -base64 48`",
+        )
+    })?;
+    let old = opened.store.get(&current)?;
+    match (&old, rotate) {
+        (Some(old), true) => opened.store.set(&previous, old)?,
+        (Some(_), false) => {
+            return Err(CliError::conflict(
+                format!(
+                    "the profile already has a proxy key (service `{}`)",
+                    opened.store.service()
+                ),
+                "pass --rotate to keep it as the previous key during the switch",
+            ));
+        }
+        (None, _) => {}
+    }
+    opened.store.set(&current, &value)?;
+    p.out(format!(
+        "stored `{current}`{} in the {} keyring, service `{}`",
+        if old.is_some() && rotate {
+            "; the old key is `proxy-identity-key-previous` until you remove it"
+        } else {
+            ""
+        },
+        opened.choice.kind,
+        opened.store.service()
+    ));
+    Ok(())
+}
+
 /// The value: a hidden prompt on a terminal, else all of stdin minus one trailing newline.
-fn read_value(name: &SecretName) -> Result<SecretString, CliError> {
+fn read_value(name: &dyn std::fmt::Display) -> Result<SecretString, CliError> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         let typed = Zeroizing::new(

@@ -280,7 +280,9 @@ impl Instance {
             };
             self.route_out(line).await;
         }
-        // The front has ended: every exchange still open ends without an answer.
+        // The front has ended: the session takes no more requests, and every exchange still
+        // open ends without an answer.
+        self.closing.cancel();
         if let Ok(mut p) = self.pending.lock() {
             p.clear();
         }
