@@ -245,3 +245,38 @@ async fn reads_on_2026_carry_result_type_and_cache_hints_and_are_audited() {
         "{rows:?}"
     );
 }
+
+#[tokio::test]
+async fn a_childs_request_never_reaches_a_2026_client_and_the_child_learns_why() {
+    let w = World::new();
+    w.fixture("alpha", &[], "");
+    let mut raw = RawClient::start(&w);
+    // A 2026-07-28 client that even declares roots: on this version nothing travels from a
+    // server to the client, so lastmile must not send it the child's roots/list.
+    let mut meta = meta();
+    meta["io.modelcontextprotocol/clientCapabilities"] = json!({"roots": {}, "elicitation": {}});
+    let (discover, _) = raw
+        .request(1, "server/discover", json!({"_meta": meta.clone()}))
+        .await;
+    assert!(discover.get("result").is_some(), "{discover}");
+    let (answer, seen) = raw
+        .request(
+            2,
+            "tools/call",
+            json!({"name": "alpha__roots", "arguments": {}, "_meta": meta}),
+        )
+        .await;
+    for line in &seen {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert!(
+            !(v.get("method").is_some() && v.get("id").is_some()),
+            "a server-to-client request reached a 2026-07-28 client: {line}"
+        );
+    }
+    let text = answer["result"]["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("roots failed") && text.contains("2026-07-28"),
+        "the child is told why, and so is the model: {answer}"
+    );
+    raw.finish().await;
+}
