@@ -4,7 +4,7 @@
 # Code talks to a stand-in for the Messages API on loopback.
 #
 #   tests/interop/run.sh            # after `npm ci` and the venv (see .ci/run), with a built lastmile
-#   INTEROP_ONLY="ts py" tests/interop/run.sh     # some of the clients: ts, py, claude
+#   INTEROP_ONLY="ts py" tests/interop/run.sh     # some of the clients: ts, ts-http, py, py-http, claude
 #
 # Prints one `RESULT client=… pass=… fail=… gap=…` line per client; exits non-zero on any failure.
 # A "gap" is an assertion that fails because of the gateway core, kept and reported, not deleted.
@@ -46,8 +46,10 @@ chmod 600 "$world/user.token"
 export INTEROP_USER_TOKEN_FILE="$world/user.token"
 
 status=0
-only="${INTEROP_ONLY:-ts py claude}"
+only="${INTEROP_ONLY:-ts ts-http py py-http claude}"
 case " $only " in *" ts "*) node "$here/client.mjs" || status=1 ;; esac
+case " $only " in *" ts-http "*) node "$here/client-http.mjs" || status=1 ;; esac
 case " $only " in *" py "*) "$python" "$here/client.py" || status=1 ;; esac
+case " $only " in *" py-http "*) "$python" "$here/client_http.py" || status=1 ;; esac
 case " $only " in *" claude "*) node "$here/claude.mjs" || status=1 ;; esac
 exit $status
