@@ -174,11 +174,14 @@ pub fn main() -> ExitCode {
     // The isolation step a child starts through: its arguments are the child's own, so they
     // never pass through clap (nor does it pay for parsing).
     let mut args = std::env::args_os();
-    if args
-        .nth(1)
-        .is_some_and(|a| a == crate::downstream::isolate::SUBCOMMAND)
-    {
-        return ExitCode::from(sandbox::run(args.collect()));
+    match args.nth(1) {
+        Some(a) if a == crate::downstream::isolate::SUBCOMMAND => {
+            return ExitCode::from(sandbox::run(args.collect()));
+        }
+        // The watchdog lives as long as lastmile: it skips clap too, so it holds only the
+        // pages its loop touches.
+        Some(a) if a == "__reaper" => return ExitCode::from(reaper::run()),
+        _ => {}
     }
     use clap::FromArgMatches;
     let parsed = command()
