@@ -241,6 +241,7 @@ pub async fn serve<R, W>(
                 match route(&front, &line) {
                     Route::Raw => calls.push(Box::pin(super::call::tools_call(Arc::clone(&front), line))),
                     Route::RawRead => calls.push(Box::pin(super::read::read(Arc::clone(&front), line))),
+                    Route::Tasks => calls.push(Box::pin(super::tasks::handle(Arc::clone(&front), line))),
                     Route::Listen => calls.push(Box::pin(listen::listen(Arc::clone(&front), line))),
                     Route::Unlisten(l) => calls.push(Box::pin(listen::unlisten(Arc::clone(&front), l))),
                     Route::Typed => {
@@ -283,6 +284,8 @@ enum Route {
     Raw,
     /// `prompts/get` or `resources/read`, forwarded as bytes by the front.
     RawRead,
+    /// A request about a task, routed to the child that owns it.
+    Tasks,
     /// A 2026-07-28 subscription opens.
     Listen,
     /// A subscription ends.
@@ -314,6 +317,7 @@ fn route(front: &Front, line: &[u8]) -> Route {
         {
             Route::RawRead
         }
+        (Kind::Request, Some(m)) if super::tasks::is_task_method(m) => Route::Tasks,
         (Kind::Request, Some("subscriptions/listen")) => {
             front.v2026.store(true, Ordering::Relaxed);
             Route::Listen
@@ -383,6 +387,7 @@ impl Front {
     /// requests, and, for a 2026-07-28 client, notifications that travel only on subscriptions.
     async fn relay_face<R: AsyncRead + Unpin>(self: Arc<Self>, from_face: R, max_message: usize) {
         let notice = memchr::memmem::Finder::new(b"\"notifications/");
+        let task_notice = memchr::memmem::Finder::new(b"\"notifications/tasks");
         let mut frames = FrameReader::new(from_face, max_message);
         while let Ok(Some(frame)) = frames.next_frame().await {
             let Frame::Message(line) = frame else {
@@ -392,6 +397,13 @@ impl Front {
                 && let Some(rewritten) = self.discover_answer(&line)
             {
                 self.out.send(rewritten).await;
+                continue;
+            }
+            // A task's status goes only to the session that owns the task, under its id.
+            if task_notice.find(&line).is_some() && super::tasks::is_task_notification(&line) {
+                if let Some(rewritten) = super::tasks::notification(&self.session, &line) {
+                    self.out.send(rewritten).await;
+                }
                 continue;
             }
             if self.v2026.load(Ordering::Relaxed) && notice.find(&line).is_some() {

@@ -47,6 +47,8 @@ pub struct Profile {
 pub struct ClientSession {
     gate: Gate,
     redactor: SessionRedactor,
+    /// The tasks children created for this session, by lastmile's ids.
+    tasks: super::tasks::TaskMap,
 }
 
 impl ClientSession {
@@ -87,6 +89,7 @@ impl ClientSession {
         Arc::new(ClientSession {
             gate,
             redactor: SessionRedactor::default(),
+            tasks: Default::default(),
         })
     }
 
@@ -98,6 +101,11 @@ impl ClientSession {
     /// The redactor every scrub of this session goes through.
     pub fn redactor(&self) -> &Arc<SharedRedactor> {
         self.redactor.shared()
+    }
+
+    /// The tasks children created for this session.
+    pub(crate) fn tasks(&self) -> &super::tasks::TaskMap {
+        &self.tasks
     }
 
     /// Teach the redactor secret values (before the child that receives them starts).
