@@ -486,3 +486,92 @@ async fn after_the_token_expires_tasks_get_of_a_real_task_is_refused_by_name() {
         );
     }
 }
+
+#[tokio::test]
+async fn lastmile_offers_tasks_and_children_see_the_extension_only_when_the_client_declared_it() {
+    for declared in [true, false] {
+        let w = World::new();
+        let caps = w.path("caps.json");
+        w.fixture("alpha", &["--caps-file", caps.to_str().unwrap()], "");
+        let mut raw = RawClient::start(&w);
+        let capabilities = if declared {
+            json!({"extensions": {"io.modelcontextprotocol/tasks": {}}})
+        } else {
+            json!({})
+        };
+        let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":capabilities,"clientInfo":{"name":"raw","version":"0"}}});
+        raw.send_line(&init.to_string()).await;
+        let answer: Value = serde_json::from_str(&raw.next_line().await.unwrap()).unwrap();
+        assert!(
+            answer["result"]["capabilities"]["extensions"]
+                .get("io.modelcontextprotocol/tasks")
+                .is_some(),
+            "{answer}"
+        );
+        raw.send_line(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+            .await;
+        let (listed, _) = raw.request(2, "tools/list", json!({})).await;
+        assert!(listed.to_string().contains("alpha__echo"), "{listed}");
+        assert!(raw.finish().await.success());
+        let child: Value = serde_json::from_str(&std::fs::read_to_string(&caps).unwrap()).unwrap();
+        let has = child["extensions"]
+            .get("io.modelcontextprotocol/tasks")
+            .is_some();
+        assert_eq!(has, declared, "declared {declared}: the child saw {child}");
+    }
+}
+
+#[tokio::test]
+async fn a_2026_client_gets_complete_results_for_its_task_requests() {
+    let w = World::new();
+    task_server(&w, "");
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"extensions": {"io.modelcontextprotocol/tasks": {}}},
+        "io.modelcontextprotocol/clientInfo": {"name": "raw-2026", "version": "0"}
+    });
+    let mut raw = RawClient::start(&w);
+    let mut seen = Transcript::default();
+    let discover = ask(
+        &mut raw,
+        &mut seen,
+        1,
+        "server/discover",
+        json!({"_meta": meta}),
+    )
+    .await;
+    assert!(discover.get("result").is_some(), "{discover}");
+    let listed = ask(&mut raw, &mut seen, 2, "tools/list", json!({"_meta": meta})).await;
+    assert!(listed.to_string().contains("jobs__job"), "{listed}");
+    let created = ask(
+        &mut raw,
+        &mut seen,
+        3,
+        "tools/call",
+        json!({"name": "jobs__job", "arguments": {"text": "new"}, "_meta": meta}),
+    )
+    .await;
+    assert_eq!(created["result"]["resultType"], "task", "{created}");
+    let task = created["result"]["taskId"].as_str().unwrap().to_string();
+    assert_lastmile_id(&task);
+    let got = ask(
+        &mut raw,
+        &mut seen,
+        4,
+        "tasks/get",
+        json!({"taskId": task, "_meta": meta}),
+    )
+    .await;
+    assert_eq!(got["result"]["resultType"], "complete", "{got}");
+    assert_eq!(
+        got["result"]["result"]["content"][0]["text"], "new ",
+        "{got}"
+    );
+    let listed = ask(&mut raw, &mut seen, 5, "tasks/list", json!({"_meta": meta})).await;
+    assert_eq!(
+        listed["result"]["tasks"][0]["taskId"],
+        task.as_str(),
+        "{listed}"
+    );
+    assert!(raw.finish().await.success());
+}

@@ -252,6 +252,8 @@ impl ServerHandler for Face {
             .enable_resources_subscribe()
             .enable_tools()
             .enable_tool_list_changed()
+            // Tasks children create are routed under lastmile's own ids.
+            .enable_tasks()
             .build();
         capabilities.experimental = None;
         let mut info = ServerConfig::new(capabilities);
