@@ -575,3 +575,54 @@ async fn a_2026_client_gets_complete_results_for_its_task_requests() {
     );
     assert!(raw.finish().await.success());
 }
+
+/// A child names a sibling's task in a status notification and makes up its result: the client
+/// hears only what the owning child says of its task.
+#[tokio::test]
+async fn a_child_cannot_announce_a_result_for_a_siblings_task() {
+    let w = World::new();
+    task_server(&w, "");
+    let evil_log = w.path("evil.log");
+    w.server_file(
+        "evil",
+        &format!(
+            "command = {FIXTURE:?}\nargs = [\"--tasks\", {:?}]\ntiers = [\"admin\"]\n",
+            evil_log.to_string_lossy()
+        ),
+    );
+    let mut raw = RawClient::start(&w);
+    let mut seen = Transcript::default();
+    raw.initialize("2025-11-25").await;
+    let listed = ask(&mut raw, &mut seen, 2, "tools/list", json!({})).await;
+    assert!(listed.to_string().contains("evil__forge"), "{listed}");
+    let created = ask(
+        &mut raw,
+        &mut seen,
+        3,
+        "tools/call",
+        json!({"name": "jobs__job", "arguments": {"text": "real", "hold": true}}),
+    )
+    .await;
+    let task = created["result"]["taskId"].as_str().unwrap().to_string();
+    ask(
+        &mut raw,
+        &mut seen,
+        4,
+        "tools/call",
+        json!({"name": "evil__forge", "arguments": {"taskId": "task-1", "text": "FORGED"}}),
+    )
+    .await;
+    read_until(&mut raw, &mut seen, |v| {
+        v["method"] == "notifications/tasks"
+    })
+    .await;
+    let note = seen
+        .values()
+        .into_iter()
+        .find(|v| v["method"] == "notifications/tasks")
+        .unwrap();
+    assert_eq!(note["params"]["taskId"], task.as_str(), "{note}");
+    assert_eq!(note["params"]["status"], "working", "{note}");
+    assert!(!seen.text().contains("FORGED"), "{}", seen.text());
+    assert!(raw.finish().await.success());
+}

@@ -64,9 +64,7 @@ pub(crate) async fn tools_call(front: Arc<Front>, line: Bytes) {
     }
     // A task's status notifications that overtook this answer follow it.
     if let Some(task) = task {
-        for line in super::tasks::overtaken(&front.session, &task) {
-            front.out.send(line).await;
-        }
+        super::tasks::overtaken(&front, &task).await;
     }
 }
 

@@ -118,6 +118,11 @@ impl Front {
         token
     }
 
+    /// A token for work of lastmile's own on the client's behalf: fired when the client has gone.
+    pub(crate) fn token(&self) -> CancellationToken {
+        self.closing.child_token()
+    }
+
     /// Forget a finished raw call.
     pub(crate) fn end(&self, id: &str) {
         if let Ok(mut map) = self.inflight.lock() {
@@ -401,8 +406,8 @@ impl Front {
             }
             // A task's status goes only to the session that owns the task, under its id.
             if task_notice.find(&line).is_some() && super::tasks::is_task_notification(&line) {
-                if let Some(rewritten) = super::tasks::notification(&self.session, &line) {
-                    self.out.send(rewritten).await;
+                if let Some(refresh) = super::tasks::notification(&self.session, &line) {
+                    tokio::spawn(super::tasks::refresh(Arc::clone(&self), refresh));
                 }
                 continue;
             }

@@ -89,12 +89,14 @@ pub(crate) struct TaskMap {
     inner: Mutex<Inner>,
     /// Status notifications that overtook the answer creating their task (they travel apart).
     parked: Mutex<VecDeque<Parked>>,
+    /// Tasks being read again after a notification: id → read once more when done.
+    refreshing: Mutex<HashMap<String, bool>>,
 }
 
 struct Parked {
     at: Instant,
     child_id: String,
-    line: Vec<u8>,
+    method: String,
 }
 
 #[derive(Default)]
@@ -155,20 +157,22 @@ impl TaskMap {
             .collect()
     }
 
-    /// lastmile's id for a child's task id — only when exactly one task of `owner` has it (two
-    /// children may use the same id, and a notification does not say which child sent it).
-    pub(crate) fn reverse(&self, child_id: &str, owner: &Owner) -> Option<String> {
-        let inner = self.inner.lock().ok()?;
-        let mut found = inner
+    /// Every task of `owner` with this child id (two children may use the same id, and a
+    /// notification does not say which child sent it).
+    fn matching(&self, child_id: &str, owner: &Owner) -> Vec<(String, Arc<TaskEntry>)> {
+        let Ok(inner) = self.inner.lock() else {
+            return Vec::new();
+        };
+        inner
             .by_id
             .iter()
-            .filter(|(_, e)| e.child_id == child_id && e.owner == *owner);
-        let (id, _) = found.next()?;
-        found.next().is_none().then(|| id.clone())
+            .filter(|(_, e)| e.child_id == child_id && e.owner == *owner)
+            .map(|(id, e)| (id.clone(), Arc::clone(e)))
+            .collect()
     }
 
-    /// Keep a notification for a task not (yet) known, a short while.
-    fn park(&self, child_id: String, line: &[u8]) {
+    /// Remember, a short while, that a task not (yet) known changed.
+    fn park(&self, child_id: String, method: String) {
         let Ok(mut parked) = self.parked.lock() else {
             return;
         };
@@ -179,43 +183,150 @@ impl TaskMap {
         parked.push_back(Parked {
             at: Instant::now(),
             child_id,
-            line: line.to_vec(),
+            method,
         });
     }
 
-    /// The parked notifications of a child's task id, oldest first.
-    fn unpark(&self, child_id: &str) -> Vec<Vec<u8>> {
-        let Ok(mut parked) = self.parked.lock() else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
+    /// Whether a child's task id changed before it was known: the notification's method.
+    fn unpark(&self, child_id: &str) -> Option<String> {
+        let mut parked = self.parked.lock().ok()?;
+        let mut method = None;
         parked.retain(|p| {
-            if p.at.elapsed() >= PARK_FOR {
+            if p.child_id == child_id && p.at.elapsed() < PARK_FOR {
+                method = Some(p.method.clone());
                 return false;
             }
-            if p.child_id == child_id {
-                out.push(p.line.clone());
-                return false;
-            }
-            true
+            p.at.elapsed() < PARK_FOR
         });
-        out
+        method
+    }
+
+    /// Start reading task `id` again; false if a read is under way (it is then read once more
+    /// after that one).
+    fn begin_refresh(&self, id: &str) -> bool {
+        let Ok(mut m) = self.refreshing.lock() else {
+            return false;
+        };
+        match m.get_mut(id) {
+            Some(again) => {
+                *again = true;
+                false
+            }
+            None => {
+                m.insert(id.to_owned(), false);
+                true
+            }
+        }
+    }
+
+    /// A read of task `id` ended; true if it must be read once more.
+    fn end_refresh(&self, id: &str) -> bool {
+        let Ok(mut m) = self.refreshing.lock() else {
+            return false;
+        };
+        if m.get(id) == Some(&true) {
+            m.insert(id.to_owned(), false);
+            return true;
+        }
+        m.remove(id);
+        false
     }
 }
 
-/// The status notifications of task `id` that came before the answer creating it, ready for
-/// the client (send them after that answer).
-pub(crate) fn overtaken(session: &ClientSession, id: &str) -> Vec<Vec<u8>> {
+/// A child announced that a task changed: the notification's method and the tasks of this
+/// session it may be about.
+pub(crate) struct Refresh {
+    method: String,
+    tasks: Vec<(String, Arc<TaskEntry>)>,
+}
+
+/// A child's `notifications/tasks` or `notifications/tasks/status` on its way to the client.
+/// Its content is not trusted — any child could name a sibling's task id and make up a result
+/// for it — so it only says which tasks of this session to read again from the children that
+/// own them ([`refresh`]). `None` when it names none (yet: it may have overtaken the answer that
+/// creates its task, so it is remembered a short while).
+pub(crate) fn notification(session: &ClientSession, line: &[u8]) -> Option<Refresh> {
+    let envelope = Envelope::parse(line).ok()?;
+    let method = envelope.method()?.into_owned();
+    let params = envelope.params().ok()??;
+    let child_id = params.get_str("taskId")?.into_owned();
     let owner = Owner::of(&session.gate().who);
-    let Some(entry) = session.tasks().lookup(id, &owner) else {
-        return Vec::new();
+    let tasks = session.tasks().matching(&child_id, &owner);
+    if tasks.is_empty() {
+        session.tasks().park(child_id, method);
+        return None;
+    }
+    Some(Refresh { method, tasks })
+}
+
+/// Read each task of `refresh` from the child that owns it and tell the client its state, under
+/// lastmile's id, scrubbed.
+pub(crate) async fn refresh(front: Arc<Front>, refresh: Refresh) {
+    let cancel = front.token();
+    for (id, entry) in &refresh.tasks {
+        if !front.session.tasks().begin_refresh(id) {
+            continue;
+        }
+        loop {
+            if let Some(line) = read_state(&front, &refresh.method, id, entry, &cancel).await
+                && front.session.gate().live().is_ok()
+            {
+                front.out.send(line).await;
+            }
+            if !front.session.tasks().end_refresh(id) {
+                break;
+            }
+        }
+    }
+}
+
+/// A task's state as the status notification `method`, from the child that owns it.
+async fn read_state(
+    front: &Front,
+    method: &str,
+    id: &str,
+    entry: &TaskEntry,
+    cancel: &CancellationToken,
+) -> Option<Vec<u8>> {
+    let child = front.hub.slots[entry.slot].running_child().ok()?;
+    let mut params = RawObject::default();
+    params.set("taskId", json_string(&entry.child_id));
+    let Answer::Result(mut state, _) = forward(
+        front,
+        &child,
+        entry.slot,
+        "tasks/get",
+        &mut params,
+        None,
+        cancel,
+    )
+    .await
+    else {
+        return None;
     };
-    session
-        .tasks()
-        .unpark(&entry.child_id)
-        .iter()
-        .filter_map(|line| notification(session, line))
-        .collect()
+    if let Value::Object(map) = &mut state {
+        map.remove("resultType");
+        map.remove("_meta");
+    }
+    rewrite_ids(&mut state, &entry.child_id, id);
+    if state["taskId"].as_str() != Some(id) {
+        return None;
+    }
+    let note = serde_json::json!({"jsonrpc": "2.0", "method": method, "params": state});
+    serde_json::to_vec(&note).ok()
+}
+
+/// After the answer that created task `id`: if its child announced a change before that answer
+/// was read, the client hears of it now.
+pub(crate) async fn overtaken(front: &Arc<Front>, id: &str) {
+    let owner = Owner::of(&front.session.gate().who);
+    let Some(entry) = front.session.tasks().lookup(id, &owner) else {
+        return;
+    };
+    if let Some(method) = front.session.tasks().unpark(&entry.child_id) {
+        let tasks = vec![(id.to_owned(), entry)];
+        refresh(Arc::clone(front), Refresh { method, tasks }).await;
+    }
 }
 
 /// A child answered a call with a task: register it and put lastmile's id in the (scrubbed)
@@ -270,23 +381,6 @@ fn rewrite_ids(value: &mut Value, from: &str, to: &str) {
         Value::Array(items) => items.iter_mut().for_each(|v| rewrite_ids(v, from, to)),
         _ => {}
     }
-}
-
-/// A child's `notifications/tasks` or `notifications/tasks/status` on its way to the client
-/// (already scrubbed once on the way up): rewritten to lastmile's id and passed on only when the
-/// task is this session's; `None` drops it.
-pub(crate) fn notification(session: &ClientSession, line: &[u8]) -> Option<Vec<u8>> {
-    let mut value: Value = serde_json::from_slice(line).ok()?;
-    let child_id = value.get("params")?.get("taskId")?.as_str()?.to_owned();
-    let owner = Owner::of(&session.gate().who);
-    let Some(id) = session.tasks().reverse(&child_id, &owner) else {
-        // It may have overtaken the answer that creates its task; else it is dropped.
-        session.tasks().park(child_id, line);
-        return None;
-    };
-    rewrite_ids(&mut value, &child_id, &id);
-    session.redactor().scrub_json(&mut value);
-    serde_json::to_vec(&value).ok()
 }
 
 /// Whether a line the face writes is a task status notification.
@@ -519,7 +613,6 @@ impl Request<'_> {
             .map_err(|m| scrub_text(self.front.session.redactor(), m))
     }
 
-    /// Send one request to a child as bytes; its answer scrubbed and parsed.
     async fn forward(
         &self,
         child: &Child,
@@ -528,58 +621,16 @@ impl Request<'_> {
         params: &mut RawObject<'_>,
         progress: Option<ProgressRoute>,
     ) -> Answer {
-        let hub = &self.front.hub;
-        let slot = &hub.slots[slot];
-        let server = slot.server.name.as_str();
-        let redactor = self.front.session.redactor();
-        let timeout = slot.call_timeout(&hub.defaults);
-        let failed = |m: String, status| Answer::Failed(scrub_text(redactor, m), status);
-        let line = match child
-            .link
-            .call(method, params, progress, timeout, self.cancel)
-            .await
-        {
-            RawOutcome::Answered(bytes) => bytes,
-            RawOutcome::Closed => {
-                return failed(
-                    format!("server `{server}` exited or closed its connection during the request"),
-                    ExecStatus::Error,
-                );
-            }
-            RawOutcome::TimedOut(d) => {
-                return failed(
-                    format!(
-                        "server `{server}` did not answer within {d:?} (call_timeout); the request was cancelled"
-                    ),
-                    ExecStatus::Timeout,
-                );
-            }
-            RawOutcome::Cancelled => return Answer::Cancelled,
-        };
-        let unreadable = || {
-            failed(
-                format!("server `{server}` sent an answer lastmile cannot read"),
-                ExecStatus::Error,
-            )
-        };
-        let Ok(answer) = Envelope::parse(&line) else {
-            return unreadable();
-        };
-        let (member, ok) = match (answer.member("result"), answer.member("error")) {
-            (Some(r), _) => (r, true),
-            (None, Some(e)) => (e, false),
-            (None, None) => return unreadable(),
-        };
-        // Scrubbed as bytes before anything reads it.
-        let (clean, hits) = redactor.scrub_bytes(member.as_bytes());
-        let Ok(value) = serde_json::from_slice::<Value>(&clean) else {
-            return unreadable();
-        };
-        if ok {
-            Answer::Result(value, hits)
-        } else {
-            Answer::Error(value, hits)
-        }
+        forward(
+            self.front,
+            child,
+            slot,
+            method,
+            params,
+            progress,
+            self.cancel,
+        )
+        .await
     }
 
     /// `tasks/list`: this session's tasks, from each child that owns some of them — never a
@@ -717,6 +768,70 @@ impl Request<'_> {
     }
 }
 
+/// Send one request to a child as bytes; its answer scrubbed and parsed.
+async fn forward(
+    front: &Front,
+    child: &Child,
+    slot: usize,
+    method: &str,
+    params: &mut RawObject<'_>,
+    progress: Option<ProgressRoute>,
+    cancel: &CancellationToken,
+) -> Answer {
+    let hub = &front.hub;
+    let slot = &hub.slots[slot];
+    let server = slot.server.name.as_str();
+    let redactor = front.session.redactor();
+    let timeout = slot.call_timeout(&hub.defaults);
+    let failed = |m: String, status| Answer::Failed(scrub_text(redactor, m), status);
+    let line = match child
+        .link
+        .call(method, params, progress, timeout, cancel)
+        .await
+    {
+        RawOutcome::Answered(bytes) => bytes,
+        RawOutcome::Closed => {
+            return failed(
+                format!("server `{server}` exited or closed its connection during the request"),
+                ExecStatus::Error,
+            );
+        }
+        RawOutcome::TimedOut(d) => {
+            return failed(
+                format!(
+                    "server `{server}` did not answer within {d:?} (call_timeout); the request was cancelled"
+                ),
+                ExecStatus::Timeout,
+            );
+        }
+        RawOutcome::Cancelled => return Answer::Cancelled,
+    };
+    let unreadable = || {
+        failed(
+            format!("server `{server}` sent an answer lastmile cannot read"),
+            ExecStatus::Error,
+        )
+    };
+    let Ok(answer) = Envelope::parse(&line) else {
+        return unreadable();
+    };
+    let (member, ok) = match (answer.member("result"), answer.member("error")) {
+        (Some(r), _) => (r, true),
+        (None, Some(e)) => (e, false),
+        (None, None) => return unreadable(),
+    };
+    // Scrubbed as bytes before anything reads it.
+    let (clean, hits) = redactor.scrub_bytes(member.as_bytes());
+    let Ok(value) = serde_json::from_slice::<Value>(&clean) else {
+        return unreadable();
+    };
+    if ok {
+        Answer::Result(value, hits)
+    } else {
+        Answer::Error(value, hits)
+    }
+}
+
 /// The audit status of a tool result: a tool-level error or not.
 fn tool_outcome(result: &Value) -> (ExecStatus, Option<String>) {
     if result["isError"] == Value::Bool(true) {
@@ -781,13 +896,15 @@ mod tests {
             map.lookup(&a, &Owner::of(&who("alice", Tier::Admin)))
                 .is_none()
         );
-        // Two tasks with one child id: a notification cannot be attributed.
-        assert_eq!(map.reverse("task-1", &owner), None);
+        // A child id names every task of the owner with it, and none of anybody else's.
+        assert_eq!(map.matching("task-1", &owner).len(), 2);
         let c = map.register(1, "other", "task-9", &alice, new_execution_id());
-        assert_eq!(map.reverse("task-9", &owner), Some(c));
-        assert_eq!(
-            map.reverse("task-9", &Owner::of(&who("bob", Tier::User))),
-            None
+        let found = map.matching("task-9", &owner);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, c);
+        assert!(
+            map.matching("task-9", &Owner::of(&who("bob", Tier::User)))
+                .is_empty()
         );
         assert_eq!(map.owned(&owner).len(), 3);
     }
@@ -808,6 +925,23 @@ mod tests {
         }
         assert!(map.lookup(&first, &Owner::of(&alice)).is_none());
         assert_eq!(map.owned(&Owner::of(&alice)).len(), MAX_TASKS);
+    }
+
+    #[test]
+    fn a_change_before_the_task_is_known_is_remembered_once_and_reads_coalesce() {
+        let map = TaskMap::default();
+        map.park("task-1".into(), "notifications/tasks".into());
+        assert_eq!(map.unpark("task-2"), None);
+        assert_eq!(map.unpark("task-1").as_deref(), Some("notifications/tasks"));
+        assert_eq!(map.unpark("task-1"), None);
+        assert!(map.begin_refresh("lmt-a"));
+        assert!(!map.begin_refresh("lmt-a"));
+        assert!(
+            map.end_refresh("lmt-a"),
+            "a change during the read is read again"
+        );
+        assert!(!map.end_refresh("lmt-a"));
+        assert!(map.begin_refresh("lmt-a"));
     }
 
     #[test]
