@@ -626,3 +626,65 @@ async fn a_child_cannot_announce_a_result_for_a_siblings_task() {
     assert!(!seen.text().contains("FORGED"), "{}", seen.text());
     assert!(raw.finish().await.success());
 }
+
+/// Polling a task draws from the tasks bucket, and an empty bucket refuses by name without
+/// reaching the child; calls keep their own bucket.
+#[tokio::test]
+async fn task_requests_draw_from_the_tasks_bucket() {
+    let w = World::new();
+    w.require_auth("[rate_limit]\ntasks_per_minute = 2\n").await;
+    let log = task_server(&w, "");
+    let token = w.token("poller", "user").await;
+    let mut raw = RawClient::start_with(&w, |c| {
+        c.env("LASTMILE_TOKEN", &token);
+    });
+    let mut seen = Transcript::default();
+    raw.initialize("2025-11-25").await;
+    ask(&mut raw, &mut seen, 2, "tools/list", json!({})).await;
+    let created = ask(
+        &mut raw,
+        &mut seen,
+        3,
+        "tools/call",
+        json!({"name": "jobs__job", "arguments": {"text": "x", "hold": true}}),
+    )
+    .await;
+    let task = created["result"]["taskId"].as_str().unwrap().to_string();
+    // 2 a minute with a burst of 3x: 6 pass at once, then the bucket is empty.
+    let (mut ok, mut limited) = (0, 0);
+    for id in 10..20u64 {
+        let answer = ask(
+            &mut raw,
+            &mut seen,
+            id,
+            "tasks/get",
+            json!({"taskId": task}),
+        )
+        .await;
+        if answer.get("result").is_some() {
+            ok += 1;
+        } else {
+            assert_eq!(answer["error"]["code"], -32029, "{answer}");
+            assert_eq!(answer["error"]["data"]["bucket"], "tasks", "{answer}");
+            limited += 1;
+        }
+    }
+    assert!((6..=7).contains(&ok), "{ok} polls passed");
+    let called = ask(
+        &mut raw,
+        &mut seen,
+        30,
+        "tools/call",
+        json!({"name": "jobs__job", "arguments": {"text": "y", "hold": true}}),
+    )
+    .await;
+    assert_eq!(called["result"]["resultType"], "task", "{called}");
+    assert!(raw.finish().await.success());
+    assert_eq!(child_log(&log).matches("tasks/get").count(), ok);
+    let rows = audit_rows(&w).await;
+    let rows_limited = rows
+        .iter()
+        .filter(|r| r["method"] == "tasks/get" && r["status"] == "rate_limited")
+        .count();
+    assert_eq!(rows_limited, limited, "{rows:?}");
+}
