@@ -3,7 +3,8 @@
 //! Each line the client sends is framed here (bounded size: an oversized line gets a named error
 //! and the connection goes on) and parsed once into its envelope. The hot path — `tools/call` —
 //! is forwarded as bytes ([`super::call`]): only the id, the name and the progress token change,
-//! the result is scrubbed as raw JSON text and audited from the envelope. Everything else
+//! the result is scrubbed as raw JSON text and audited from the envelope. Requests about tasks
+//! go to their owning child the same way ([`super::tasks`]). Everything else
 //! (the lifecycle, lists, prompts, resources, completions, logging) goes to the typed face behind
 //! the gate ([`Guarded`]) over an in-process pipe, and what the face writes comes back through
 //! here on its way to the client.
