@@ -405,7 +405,7 @@ impl Front {
                 self.out.send(rewritten).await;
                 continue;
             }
-            // A task's status goes only to the session that owns the task, under its id.
+            // A child's word on a task only makes lastmile read the task again from its owner.
             if task_notice.find(&line).is_some() && super::tasks::is_task_notification(&line) {
                 if let Some(refresh) = super::tasks::notification(&self.session, &line) {
                     tokio::spawn(super::tasks::refresh(Arc::clone(&self), refresh));

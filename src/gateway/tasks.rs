@@ -13,7 +13,9 @@
 //! the same "unknown task", and never reach a child. Each request passes the gate (a live token,
 //! the tasks bucket) first, goes to the owning child as bytes with the child's id, comes back
 //! scrubbed with the ids rewritten, and leaves an audit row bound to the call's execution id. A
-//! child's status notification reaches only the session that owns the task.
+//! child's status notification is not passed on: it names a task by the child's id, which a
+//! sibling could name too, so it only makes lastmile read that task of this session again from
+//! the child that owns it, and the client hears that state.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
