@@ -688,3 +688,40 @@ async fn task_requests_draw_from_the_tasks_bucket() {
         .count();
     assert_eq!(rows_limited, limited, "{rows:?}");
 }
+
+/// The result of a tool task is audited as the tool's outcome: a tool-level error is one, with
+/// its (scrubbed) text, under the call's execution id.
+#[tokio::test]
+async fn a_failed_tool_task_is_audited_as_a_tool_error_without_its_secret() {
+    let w = World::new();
+    let value = canary();
+    w.set_secret("TASK_KEY", &value).await;
+    task_server(&w, "secrets = [\"TASK_KEY\"]");
+    let mut raw = RawClient::start(&w);
+    let mut seen = Transcript::default();
+    raw.initialize("2025-11-25").await;
+    ask(&mut raw, &mut seen, 2, "tools/list", json!({})).await;
+    let created = ask(
+        &mut raw,
+        &mut seen,
+        3,
+        "tools/call",
+        json!({"name": "jobs__job", "arguments": {"text": "broke", "env": "TASK_KEY", "fail": true}}),
+    )
+    .await;
+    let task = created["result"]["taskId"].as_str().unwrap().to_string();
+    let got = ask(&mut raw, &mut seen, 4, "tasks/get", json!({"taskId": task})).await;
+    assert_eq!(got["result"]["result"]["isError"], true, "{got}");
+    assert!(raw.finish().await.success());
+    let rows = audit_rows(&w).await;
+    let call = rows.iter().find(|r| r["method"] == "tools/call").unwrap();
+    let get = rows
+        .iter()
+        .find(|r| r["method"] == "tasks/get")
+        .unwrap_or_else(|| panic!("{rows:?}"));
+    assert_eq!(get["execution_id"], call["execution_id"], "{get}");
+    assert_eq!(get["status"], "tool_error", "{get}");
+    assert_eq!(get["error"], "broke [REDACTED:TASK_KEY]", "{get}");
+    assert!(!serde_json::to_string(&rows).unwrap().contains(&value));
+    assert!(!seen.text().contains(&value));
+}
