@@ -323,6 +323,8 @@ async fn forged_and_child_form_task_ids_are_unknown_and_never_reach_the_child() 
     }
     let answer = ask(&mut raw, &mut seen, 99, "tasks/get", json!({"taskId": 7})).await;
     assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    let answer = ask(&mut raw, &mut seen, 100, "tasks/get", json!(5)).await;
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
     assert!(raw.finish().await.success());
     let child = child_log(&log);
     assert!(child.is_empty(), "a refused id reached the child: {child}");
@@ -333,7 +335,7 @@ async fn forged_and_child_form_task_ids_are_unknown_and_never_reach_the_child() 
         .iter()
         .filter(|r| r["method"].as_str().unwrap().starts_with("tasks/") && r["status"] == "denied")
         .count();
-    assert_eq!(denied, 4 * forged.len() + 1, "{rows:?}");
+    assert_eq!(denied, 4 * forged.len() + 2, "{rows:?}");
 }
 
 #[tokio::test]
@@ -475,6 +477,9 @@ async fn after_the_token_expires_tasks_get_of_a_real_task_is_refused_by_name() {
             "{method}: {answer}"
         );
     }
+    // A malformed request is refused by the gate first, too.
+    let answer = ask(&mut raw, &mut seen, 20, "tasks/get", json!(5)).await;
+    assert_eq!(answer["error"]["code"], -32028, "{answer}");
     assert!(raw.finish().await.success());
     assert!(child_log(&log).is_empty(), "{}", child_log(&log));
     let rows = audit_rows(&w).await;

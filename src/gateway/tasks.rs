@@ -444,16 +444,11 @@ impl Request<'_> {
     async fn run(&self, envelope: &Envelope<'_>) -> Option<Vec<u8>> {
         let session = &self.front.session;
         let gate = session.gate();
-        let mut params = match envelope.params() {
-            Ok(Some(p)) => p,
-            Ok(None) => RawObject::default(),
-            Err(_) => {
-                return Some(error_line(
-                    self.id,
-                    INVALID_PARAMS,
-                    &format!("{} needs a params object", self.method),
-                ));
-            }
+        // The gate comes first, even for a request that will be refused as malformed.
+        let (mut params, malformed) = match envelope.params() {
+            Ok(Some(p)) => (p, false),
+            Ok(None) => (RawObject::default(), false),
+            Err(_) => (RawObject::default(), true),
         };
         // For the audit row of a refusal: what the client named, string or not.
         let named = params
@@ -476,6 +471,19 @@ impl Request<'_> {
             self.record(new_execution_id(), "", &named, status, Some(&e.message), 0)
                 .await;
             return Some(mcp_error_line(self.id, &e));
+        }
+        if malformed {
+            let message = format!("{} needs a params object", self.method);
+            self.record(
+                new_execution_id(),
+                "",
+                "",
+                ExecStatus::Denied,
+                Some(&message),
+                0,
+            )
+            .await;
+            return Some(error_line(self.id, INVALID_PARAMS, &message));
         }
         if self.method == "tasks/list" {
             return Some(self.list(v2026).await);
