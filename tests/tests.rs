@@ -24,5 +24,6 @@ mod secrets_store;
 mod serve;
 mod servers_check;
 mod subscriptions;
+mod tasks;
 mod uri_templates;
 mod users;

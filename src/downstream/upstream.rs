@@ -16,12 +16,22 @@ use rmcp::{ErrorData as McpError, ServiceError};
 use crate::secrets::{SharedRedactor, scrub};
 
 /// The capabilities a child is initialized with for a client that declared `client`: exactly
-/// the client's roots, sampling and elicitation — never one the client lacks.
+/// the client's roots, sampling and elicitation, and the tasks extension (the gateway routes
+/// tasks) — never one the client lacks.
 pub fn children_capabilities(client: &ClientCapabilities) -> ClientCapabilities {
     let mut out = ClientCapabilities::default();
     out.roots = client.roots.clone();
     out.sampling = client.sampling.clone();
     out.elicitation = client.elicitation.clone();
+    if let Some(tasks) = client
+        .extensions
+        .as_ref()
+        .and_then(|e| e.get(rmcp::model::TASKS_EXTENSION_ID))
+    {
+        out.extensions
+            .get_or_insert_with(Default::default)
+            .insert(rmcp::model::TASKS_EXTENSION_ID.to_string(), tasks.clone());
+    }
     out
 }
 

@@ -48,18 +48,23 @@ pub(crate) async fn tools_call(front: Arc<Front>, line: Bytes) {
         execution_id = %execution_id,
         tool = tracing::field::Empty
     );
-    let answer = Call {
+    let mut call = Call {
         front: &front,
         id: &id,
         execution_id,
         redactions: 0,
-    }
-    .run(&envelope, &cancel)
-    .instrument(span)
-    .await;
+        slot: None,
+        task: None,
+    };
+    let answer = call.run(&envelope, &cancel).instrument(span).await;
+    let task = call.task.take();
     front.end(&id);
     if let Some(answer) = answer {
         front.out.send(answer).await;
+    }
+    // A task's status notifications that overtook this answer follow it.
+    if let Some(task) = task {
+        super::tasks::overtaken(&front, &task).await;
     }
 }
 
@@ -69,11 +74,15 @@ struct Call<'a> {
     id: &'a str,
     execution_id: ExecutionId,
     redactions: usize,
+    /// The slot of the server the call was routed to (a task it creates belongs to it).
+    slot: Option<usize>,
+    /// lastmile's id of the task the call created, if it did.
+    task: Option<String>,
 }
 
 impl Call<'_> {
     async fn run(
-        mut self,
+        &mut self,
         envelope: &Envelope<'_>,
         cancel: &tokio_util::sync::CancellationToken,
     ) -> Option<Vec<u8>> {
@@ -166,6 +175,7 @@ impl Call<'_> {
             ));
         };
         let slot = &hub.slots[route.slot];
+        self.slot = Some(route.slot);
         // The child's own name may hold a secret (it is listed under an alias): scrub it here too.
         let pending = begin(
             &slot.server.name,
@@ -257,7 +267,22 @@ impl Call<'_> {
             return self.failure(unreadable(), ExecStatus::Error, v2026);
         };
         let result_type = result.get_str("resultType").map(|t| t.into_owned());
-        let complete = result_type.as_deref().is_none_or(|t| t == "complete");
+        // A task: the client gets lastmile's id for it, bound to this session.
+        let task = match self.slot {
+            Some(slot) => super::tasks::adopt(
+                &self.front.session,
+                slot,
+                server,
+                self.execution_id,
+                &mut result,
+            ),
+            None => Ok(None),
+        };
+        let Ok(task) = task else {
+            return self.failure(unreadable(), ExecStatus::Error, v2026);
+        };
+        self.task.clone_from(&task);
+        let complete = task.is_none() && result_type.as_deref().is_none_or(|t| t == "complete");
         let (status, error) = if result.get("isError") == Some("true") {
             (
                 ExecStatus::ToolError,
@@ -274,6 +299,8 @@ impl Call<'_> {
             if v2026 && result_type.is_none() {
                 result.set("resultType", "\"complete\"".into());
             }
+        } else if task.is_some() {
+            stamp_execution_id(&mut result, self.execution_id);
         }
         let out = response_line(self.id, "result", |out| result.write(out));
         (Some(out), status, error)

@@ -252,6 +252,8 @@ impl ServerHandler for Face {
             .enable_resources_subscribe()
             .enable_tools()
             .enable_tool_list_changed()
+            // Tasks children create are routed under lastmile's own ids.
+            .enable_tasks()
             .build();
         capabilities.experimental = None;
         let mut info = ServerConfig::new(capabilities);
@@ -598,7 +600,15 @@ impl Face {
             Ok(ServerResult::InputRequiredResult(r)) => {
                 (Ok(CallToolResponse::InputRequired(r)), ExecStatus::Ok, None)
             }
-            Ok(ServerResult::CreateTaskResult(r)) => {
+            Ok(ServerResult::CreateTaskResult(mut r)) => {
+                // The client gets lastmile's id for the task, bound to this session.
+                r.task.task_id = self.session.tasks().register(
+                    route.slot,
+                    &server,
+                    &r.task.task_id,
+                    &gate.who,
+                    execution_id,
+                );
                 (Ok(CallToolResponse::Task(r)), ExecStatus::Ok, None)
             }
             Ok(ServerResult::EmptyResult(_)) => (

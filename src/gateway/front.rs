@@ -3,7 +3,8 @@
 //! Each line the client sends is framed here (bounded size: an oversized line gets a named error
 //! and the connection goes on) and parsed once into its envelope. The hot path — `tools/call` —
 //! is forwarded as bytes ([`super::call`]): only the id, the name and the progress token change,
-//! the result is scrubbed as raw JSON text and audited from the envelope. Everything else
+//! the result is scrubbed as raw JSON text and audited from the envelope. Requests about tasks
+//! go to their owning child the same way ([`super::tasks`]). Everything else
 //! (the lifecycle, lists, prompts, resources, completions, logging) goes to the typed face behind
 //! the gate ([`Guarded`]) over an in-process pipe, and what the face writes comes back through
 //! here on its way to the client.
@@ -116,6 +117,11 @@ impl Front {
             map.insert(id.to_owned(), token.clone());
         }
         token
+    }
+
+    /// A token for work of lastmile's own on the client's behalf: fired when the client has gone.
+    pub(crate) fn token(&self) -> CancellationToken {
+        self.closing.child_token()
     }
 
     /// Forget a finished raw call.
@@ -241,6 +247,7 @@ pub async fn serve<R, W>(
                 match route(&front, &line) {
                     Route::Raw => calls.push(Box::pin(super::call::tools_call(Arc::clone(&front), line))),
                     Route::RawRead => calls.push(Box::pin(super::read::read(Arc::clone(&front), line))),
+                    Route::Tasks => calls.push(Box::pin(super::tasks::handle(Arc::clone(&front), line))),
                     Route::Listen => calls.push(Box::pin(listen::listen(Arc::clone(&front), line))),
                     Route::Unlisten(l) => calls.push(Box::pin(listen::unlisten(Arc::clone(&front), l))),
                     Route::Typed => {
@@ -283,6 +290,8 @@ enum Route {
     Raw,
     /// `prompts/get` or `resources/read`, forwarded as bytes by the front.
     RawRead,
+    /// A request about a task, routed to the child that owns it.
+    Tasks,
     /// A 2026-07-28 subscription opens.
     Listen,
     /// A subscription ends.
@@ -314,6 +323,7 @@ fn route(front: &Front, line: &[u8]) -> Route {
         {
             Route::RawRead
         }
+        (Kind::Request, Some(m)) if super::tasks::is_task_method(m) => Route::Tasks,
         (Kind::Request, Some("subscriptions/listen")) => {
             front.v2026.store(true, Ordering::Relaxed);
             Route::Listen
@@ -403,6 +413,7 @@ impl Front {
     /// requests, and, for a 2026-07-28 client, notifications that travel only on subscriptions.
     async fn relay_face<R: AsyncRead + Unpin>(self: Arc<Self>, from_face: R, max_message: usize) {
         let notice = memchr::memmem::Finder::new(b"\"notifications/");
+        let task_notice = memchr::memmem::Finder::new(b"\"notifications/tasks");
         let mut frames = FrameReader::new(from_face, max_message);
         while let Ok(Some(frame)) = frames.next_frame().await {
             let Frame::Message(line) = frame else {
@@ -412,6 +423,13 @@ impl Front {
                 && let Some(rewritten) = self.discover_answer(&line)
             {
                 self.out.send(rewritten).await;
+                continue;
+            }
+            // A child's word on a task only makes lastmile read the task again from its owner.
+            if task_notice.find(&line).is_some() && super::tasks::is_task_notification(&line) {
+                if let Some(refresh) = super::tasks::notification(&self.session, &line) {
+                    tokio::spawn(super::tasks::refresh(Arc::clone(&self), refresh));
+                }
                 continue;
             }
             if self.v2026.load(Ordering::Relaxed)

@@ -6,7 +6,8 @@
 //!
 //! `tools/call` is admitted and audited by the face itself, because its row carries the
 //! execution id, the resolved server and the (scrubbed) arguments; this layer hands it through
-//! without a second charge.
+//! without a second charge. Requests about tasks (`tasks/*`) are routed by the front to
+//! [`super::tasks`], which gates them the same way (the tasks bucket) before anything else.
 
 use std::borrow::Cow;
 use std::sync::Arc;

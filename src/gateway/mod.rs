@@ -11,6 +11,7 @@ mod manifest;
 pub mod naming;
 mod read;
 mod session;
+mod tasks;
 pub mod template;
 
 pub use face::{EXECUTION_ID_META, Face};

@@ -47,6 +47,8 @@ pub struct Profile {
 pub struct ClientSession {
     gate: Gate,
     redactor: Arc<SessionRedactor>,
+    /// The tasks children created for this session, by lastmile's ids.
+    tasks: super::tasks::TaskMap,
 }
 
 /// What a session may share with others of the same gateway (HTTP: many sessions per process).
@@ -100,6 +102,7 @@ impl ClientSession {
         let client = Arc::new(ClientSession {
             gate,
             redactor: sharing.redactor.unwrap_or_default(),
+            tasks: Default::default(),
         });
         if own_redactor {
             learn_every_secret(&client.redactor, profile.store.clone(), &servers).await;
@@ -121,6 +124,7 @@ impl ClientSession {
         Arc::new(ClientSession {
             gate,
             redactor: Arc::default(),
+            tasks: Default::default(),
         })
     }
 
@@ -132,6 +136,11 @@ impl ClientSession {
     /// The redactor every scrub of this session goes through.
     pub fn redactor(&self) -> &Arc<SharedRedactor> {
         self.redactor.shared()
+    }
+
+    /// The tasks children created for this session.
+    pub(crate) fn tasks(&self) -> &super::tasks::TaskMap {
+        &self.tasks
     }
 
     /// Teach the redactor secret values (before the child that receives them starts).
