@@ -846,3 +846,71 @@ async fn an_identitys_rate_limit_is_shared_by_all_its_sessions() {
     assert_eq!(r.json()["result"]["content"][0]["text"], "x", "{}", r.body);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_task_belongs_to_the_identity_whose_call_made_it() {
+    let w = World::new();
+    w.require_auth("").await;
+    let log = w.path("tasks.log");
+    w.server_file(
+        "jobs",
+        &format!(
+            "command = {FIXTURE:?}\nargs = [\"--tasks\", {:?}]\ntiers = [\"admin\", \"user\"]\n",
+            log.to_string_lossy()
+        ),
+    );
+    let alice = bearer(&w.token("alice", "user").await);
+    let bob = bearer(&w.token("bob", "user").await);
+    let server = HttpServer::start(&w).await;
+    let a = open_session(&server, &[("authorization", &alice)]).await;
+    let b = open_session(&server, &[("authorization", &bob)]).await;
+    let as_alice = [
+        ("authorization", alice.as_str()),
+        ("mcp-session-id", a.as_str()),
+    ];
+    let as_bob = [
+        ("authorization", bob.as_str()),
+        ("mcp-session-id", b.as_str()),
+    ];
+    let created = server
+        .post(
+            &request(
+                2,
+                "tools/call",
+                json!({"name": "jobs__job", "arguments": {"text": "hi"}}),
+            ),
+            &as_alice,
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    let task = created.json()["result"]["taskId"]
+        .as_str()
+        .expect("a task")
+        .to_string();
+    assert!(task.starts_with("lmt-"), "{task}");
+
+    // Bob, in his own session, cannot read or cancel it: it is unknown there.
+    for method in ["tasks/get", "tasks/cancel"] {
+        let r = server
+            .post(&request(3, method, json!({"taskId": task})), &as_bob)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.json()["error"]["code"], -32602, "{method}: {}", r.body);
+    }
+    // Alice can.
+    let got = server
+        .post(&request(4, "tasks/get", json!({"taskId": task})), &as_alice)
+        .await;
+    assert_eq!(
+        got.json()["result"]["taskId"],
+        task.as_str(),
+        "{}",
+        got.body
+    );
+    server.stop().await;
+    let child = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !child.contains("tasks/cancel"),
+        "bob's cancel reached the child: {child}"
+    );
+}

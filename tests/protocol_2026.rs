@@ -273,7 +273,9 @@ async fn a_childs_request_never_reaches_a_2026_client_and_the_child_learns_why()
             "a server-to-client request reached a 2026-07-28 client: {line}"
         );
     }
-    let text = answer["result"]["content"][0]["text"].as_str().unwrap_or_default();
+    let text = answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
     assert!(
         text.contains("roots failed") && text.contains("2026-07-28"),
         "the child is told why, and so is the model: {answer}"
