@@ -5,21 +5,6 @@ use serde_json::json;
 
 use crate::util::*;
 
-/// `audit export --jsonl` as parsed lines.
-async fn export(w: &World) -> Vec<serde_json::Value> {
-    let out = w.run(&["audit", "export", "--jsonl"]).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).expect("JSON lines"))
-        .collect()
-}
-
 fn executions(rows: &[serde_json::Value]) -> Vec<&serde_json::Value> {
     rows.iter()
         .filter(|r| r.get("execution_id").is_some() && r.get("tool").is_some())
@@ -53,7 +38,7 @@ async fn each_call_is_recorded_under_the_id_the_client_saw() {
             .unwrap()
             .to_string()
     };
-    let rows = export(&w).await;
+    let rows = w.audit_export().await;
     let rows = executions(&rows);
     let find = |id: &str| {
         rows.iter()
@@ -113,7 +98,7 @@ async fn a_thousand_calls_then_eof_give_a_thousand_rows() {
         c.await.unwrap();
     }
     s.close().await;
-    let rows = export(&w).await;
+    let rows = w.audit_export().await;
     assert_eq!(
         executions(&rows)
             .iter()
@@ -163,7 +148,7 @@ async fn sigterm_mid_burst_loses_nothing_acknowledged() {
     }
     assert!(eventually(std::time::Duration::from_secs(10), || !alive(s.pid)).await);
     s.close().await;
-    let rows = export(&w).await;
+    let rows = w.audit_export().await;
     let ids: std::collections::HashSet<&str> = executions(&rows)
         .iter()
         .filter_map(|r| r["execution_id"].as_str())
@@ -192,7 +177,7 @@ async fn a_call_in_flight_when_the_client_leaves_is_recorded_as_cancelled() {
     let (pong, _) = raw.request(4, "ping", json!({})).await;
     assert!(pong.get("result").is_some(), "{pong}");
     assert!(raw.finish().await.success());
-    let rows = export(&w).await;
+    let rows = w.audit_export().await;
     let rows = executions(&rows);
     assert!(
         rows.iter()

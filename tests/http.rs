@@ -11,20 +11,6 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-async fn export(w: &World) -> Vec<Value> {
-    let out = w.run(&["audit", "export", "--jsonl"]).await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).expect("JSON lines"))
-        .collect()
-}
-
 #[tokio::test]
 async fn a_bearer_token_opens_a_session_that_lists_and_calls_tools() {
     let w = World::new();
@@ -87,7 +73,7 @@ async fn a_bearer_token_opens_a_session_that_lists_and_calls_tools() {
     assert_eq!(after.json()["error"]["data"]["reason"], "unknown_session");
     server.stop().await;
 
-    let rows = export(&w).await;
+    let rows = w.audit_export().await;
     let row = rows
         .iter()
         .find(|r| r["execution_id"] == execution.as_str())
@@ -259,7 +245,7 @@ async fn dns_rebinding_and_foreign_origins_are_refused_before_mcp() {
     );
     server.stop().await;
 
-    let rows = export(&w).await;
+    let rows = w.audit_export().await;
     assert!(
         rows.iter()
             .any(|r| r["check_name"] == "origin" || r.to_string().contains("host_not_allowed")),
@@ -758,7 +744,7 @@ async fn a_signed_proxy_identity_decides_and_a_bad_one_is_refused_outright() {
         assert_eq!(r.json()["reason"], code, "{what}");
     }
     server.stop().await;
-    let rows = export(&w).await;
+    let rows = w.audit_export().await;
     assert!(
         rows.iter().any(|r| r.to_string().contains("bad_signature")),
         "proxy refusals are denial events: {rows:?}"

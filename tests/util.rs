@@ -280,6 +280,21 @@ impl World {
         }
     }
 
+    /// `audit export --jsonl`, one value per row.
+    pub async fn audit_export(&self) -> Vec<Value> {
+        let out = self.run(&["audit", "export", "--jsonl"]).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).expect("JSON lines"))
+            .collect()
+    }
+
     /// Everything in the log folder, concatenated.
     pub fn logs(&self) -> String {
         read_tree(&self.data_dir())

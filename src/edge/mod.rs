@@ -371,20 +371,7 @@ impl Edge {
         let path = parts.uri.path();
         let agent = parts.headers.get(USER_AGENT).map(HeaderValue::as_bytes);
         let refuse = |reason: RefusalReason, identity: Option<&str>| {
-            let rpm = match &reason {
-                RefusalReason::Scanner(v) | RefusalReason::IdentityVelocity(v) => v.per_minute(),
-                _ => None,
-            };
-            self.observe(
-                parts,
-                peer,
-                reason.check(),
-                reason.code(),
-                &reason,
-                identity,
-                rpm,
-            );
-            self.refusal(reason)
+            self.deny(parts, peer, reason, identity)
         };
 
         if let Err(v) = self.scanner.check(path, agent, peer) {
@@ -451,23 +438,31 @@ impl Edge {
         let agent = parts.headers.get(USER_AGENT).map(HeaderValue::as_bytes);
         self.scanner
             .check(parts.uri.path(), agent, peer)
-            .map_err(|v| {
-                let reason = RefusalReason::Scanner(v);
-                let rpm = match &reason {
-                    RefusalReason::Scanner(v) => v.per_minute(),
-                    _ => None,
-                };
-                self.observe(
-                    parts,
-                    peer,
-                    reason.check(),
-                    reason.code(),
-                    &reason,
-                    None,
-                    rpm,
-                );
-                self.refusal(reason)
-            })
+            .map_err(|v| self.deny(parts, peer, RefusalReason::Scanner(v), None))
+    }
+
+    /// A denial event for `reason`, and the refusal to answer with.
+    fn deny(
+        &self,
+        parts: &http::request::Parts,
+        peer: IpAddr,
+        reason: RefusalReason,
+        identity: Option<&str>,
+    ) -> Refusal {
+        let rpm = match &reason {
+            RefusalReason::Scanner(v) | RefusalReason::IdentityVelocity(v) => v.per_minute(),
+            _ => None,
+        };
+        self.observe(
+            parts,
+            peer,
+            reason.check(),
+            reason.code(),
+            &reason,
+            identity,
+            rpm,
+        );
+        self.refusal(reason)
     }
 
     /// Record a denial event for a request refused by `check` (here or by a layer of the
