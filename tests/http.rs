@@ -900,3 +900,67 @@ async fn a_task_belongs_to_the_identity_whose_call_made_it() {
         "bob's cancel reached the child: {child}"
     );
 }
+
+#[tokio::test]
+async fn over_http_a_childs_request_is_input_required_and_only_its_identity_can_answer() {
+    let w = World::new();
+    w.require_auth("").await;
+    w.fixture("alpha", &[], "");
+    let alice = bearer(&w.token("alice", "user").await);
+    let bob = bearer(&w.token("bob", "user").await);
+    let server = HttpServer::start(&w).await;
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"roots": {}},
+        "io.modelcontextprotocol/clientInfo": {"name": "http-2026", "version": "0"}
+    });
+    let headers = |token: &str| {
+        [
+            ("authorization", token.to_string()),
+            ("mcp-protocol-version", "2026-07-28".to_string()),
+        ]
+    };
+    let post = |id: u64, params: Value, token: &str| {
+        let h = headers(token);
+        let server = &server;
+        async move {
+            let pairs: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            server
+                .post(&request(id, "tools/call", params), &pairs)
+                .await
+                .json()
+        }
+    };
+    let first = post(
+        1,
+        json!({"name": "alpha__roots", "arguments": {}, "_meta": meta}),
+        &alice,
+    )
+    .await;
+    assert_eq!(first["result"]["resultType"], "input_required", "{first}");
+    let (key, ask) = first["result"]["inputRequests"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .next()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .unwrap();
+    assert_eq!(ask["method"], "roots/list");
+    let state = first["result"]["requestState"].clone();
+    let answer = json!({key.clone(): {"roots": [{"uri": "file:///alice"}]}});
+
+    // Bob cannot answer in Alice's place: the state is unknown in his session.
+    let stolen = post(2, json!({"name": "alpha__roots", "arguments": {}, "_meta": meta, "inputResponses": answer, "requestState": state}), &bob).await;
+    assert_eq!(
+        stolen["error"]["data"]["reason"], "invalid_request_state",
+        "{stolen}"
+    );
+
+    let done = post(3, json!({"name": "alpha__roots", "arguments": {}, "_meta": meta, "inputResponses": answer, "requestState": state}), &alice).await;
+    assert_eq!(done["result"]["resultType"], "complete", "{done}");
+    assert_eq!(
+        done["result"]["content"][0]["text"], "roots: file:///alice",
+        "{done}"
+    );
+    server.stop().await;
+}

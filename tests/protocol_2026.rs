@@ -246,38 +246,231 @@ async fn reads_on_2026_carry_result_type_and_cache_hints_and_are_audited() {
     );
 }
 
-#[tokio::test]
-async fn a_childs_request_never_reaches_a_2026_client_and_the_child_learns_why() {
-    let w = World::new();
-    w.fixture("alpha", &[], "");
-    let mut raw = RawClient::start(&w);
-    // A 2026-07-28 client that even declares roots: on this version nothing travels from a
-    // server to the client, so lastmile must not send it the child's roots/list.
+/// A 2026-07-28 client that can answer roots and elicitation, asked per request.
+fn capable_meta() -> Value {
     let mut meta = meta();
-    meta["io.modelcontextprotocol/clientCapabilities"] = json!({"roots": {}, "elicitation": {}});
+    meta["io.modelcontextprotocol/clientCapabilities"] =
+        json!({"roots": {}, "elicitation": {"form": {}}});
+    meta
+}
+
+/// A 2026-07-28 client after its `server/discover` (id 1).
+async fn client_2026(w: &World) -> RawClient {
+    let mut raw = RawClient::start(w);
     let (discover, _) = raw
-        .request(1, "server/discover", json!({"_meta": meta.clone()}))
+        .request(1, "server/discover", json!({"_meta": capable_meta()}))
         .await;
     assert!(discover.get("result").is_some(), "{discover}");
-    let (answer, seen) = raw
-        .request(
-            2,
-            "tools/call",
-            json!({"name": "alpha__roots", "arguments": {}, "_meta": meta}),
-        )
-        .await;
-    for line in &seen {
+    raw
+}
+
+/// No line lastmile wrote was a request to the client.
+fn no_request_to_the_client(seen: &[String]) {
+    for line in seen {
         let v: Value = serde_json::from_str(line).unwrap();
         assert!(
             !(v.get("method").is_some() && v.get("id").is_some()),
             "a server-to-client request reached a 2026-07-28 client: {line}"
         );
     }
+}
+
+fn call(tool: &str, extra: Value) -> Value {
+    let mut params = json!({"name": tool, "arguments": {}, "_meta": capable_meta()});
+    if let Value::Object(map) = extra {
+        for (k, v) in map {
+            params[k] = v;
+        }
+    }
+    params
+}
+
+/// The one input request of an input-required result: its key and the request.
+fn the_input_request(answer: &Value) -> (String, Value, String) {
+    let result = &answer["result"];
+    assert_eq!(result["resultType"], "input_required", "{answer}");
+    let requests = result["inputRequests"].as_object().expect("inputRequests");
+    assert_eq!(requests.len(), 1, "{answer}");
+    let (key, request) = requests.iter().next().unwrap();
+    let state = result["requestState"]
+        .as_str()
+        .expect("requestState")
+        .to_string();
+    (key.clone(), request.clone(), state)
+}
+
+#[tokio::test]
+async fn a_childs_roots_request_becomes_input_required_and_the_retry_completes_the_call() {
+    let w = World::new();
+    w.fixture("alpha", &[], "");
+    let mut raw = client_2026(&w).await;
+    let (first, seen) = raw
+        .request(2, "tools/call", call("alpha__roots", json!({})))
+        .await;
+    no_request_to_the_client(&seen);
+    let (key, request, state) = the_input_request(&first);
+    assert_eq!(request["method"], "roots/list", "{first}");
+
+    let roots = json!({"roots": [{"uri": "file:///work/project", "name": "project"}]});
+    let (done, seen) = raw
+        .request(
+            3,
+            "tools/call",
+            call(
+                "alpha__roots",
+                json!({"inputResponses": {key.clone(): roots}, "requestState": state}),
+            ),
+        )
+        .await;
+    no_request_to_the_client(&seen);
+    let result = &done["result"];
+    assert_eq!(result["resultType"], "complete", "{done}");
+    assert_eq!(
+        result["content"][0]["text"], "roots: file:///work/project",
+        "{done}"
+    );
+    let execution = result["_meta"]["lastmile/executionId"]
+        .as_str()
+        .expect("the execution id")
+        .to_string();
+
+    // The state was used up: a replay is refused by name.
+    let (replay, _) = raw
+        .request(
+            4,
+            "tools/call",
+            call(
+                "alpha__roots",
+                json!({"inputResponses": {key: roots}, "requestState": state}),
+            ),
+        )
+        .await;
+    assert_eq!(replay["error"]["code"], -32602, "{replay}");
+    assert_eq!(replay["error"]["data"]["reason"], "invalid_request_state");
+    assert!(raw.finish().await.success());
+
+    // One call, one row, across its two rounds.
+    let rows = w.audit_export().await;
+    let mine: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["execution_id"] == execution.as_str())
+        .collect();
+    assert_eq!(mine.len(), 1, "{rows:?}");
+    assert_eq!(mine[0]["status"], "ok", "{:?}", mine[0]);
+}
+
+#[tokio::test]
+async fn a_forged_or_altered_request_state_is_refused_and_the_real_one_still_works() {
+    let w = World::new();
+    w.fixture("alpha", &[], "");
+    let mut raw = client_2026(&w).await;
+    let (first, _) = raw
+        .request(2, "tools/call", call("alpha__elicit", json!({})))
+        .await;
+    let (key, request, state) = the_input_request(&first);
+    assert_eq!(request["method"], "elicitation/create", "{first}");
+    assert_eq!(request["params"]["mode"], "form", "{first}");
+
+    let flipped = {
+        let mut s = state.clone();
+        let last = s.pop().unwrap();
+        s.push(if last == '0' { '1' } else { '0' });
+        s
+    };
+    let answer = json!({"action": "accept", "content": {"answer": "forty-two"}});
+    let mut id = 10;
+    for (what, bad, tool) in [
+        (
+            "forged",
+            "lm1.00.9999999999.00".to_string(),
+            "alpha__elicit",
+        ),
+        ("altered", flipped, "alpha__elicit"),
+        ("for another tool", state.clone(), "alpha__echo"),
+        (
+            "not lastmile's",
+            "eyJsb2NhdGlvbiI6Ik5ldyBZb3JrIn0".to_string(),
+            "alpha__elicit",
+        ),
+    ] {
+        id += 1;
+        let (r, _) = raw
+            .request(
+                id,
+                "tools/call",
+                call(
+                    tool,
+                    json!({"inputResponses": {key.clone(): answer}, "requestState": bad}),
+                ),
+            )
+            .await;
+        assert_eq!(r["error"]["code"], -32602, "{what}: {r}");
+        assert_eq!(
+            r["error"]["data"]["reason"], "invalid_request_state",
+            "{what}"
+        );
+    }
+    let (done, _) = raw
+        .request(
+            20,
+            "tools/call",
+            call(
+                "alpha__elicit",
+                json!({"inputResponses": {key: answer}, "requestState": state}),
+            ),
+        )
+        .await;
+    let text = done["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.contains("elicited") && text.contains("forty-two"),
+        "{done}"
+    );
+    assert!(raw.finish().await.success());
+    let rows = w.audit_export().await;
+    let denied = rows
+        .iter()
+        .filter(|r| r["status"] == "denied" && r.to_string().contains("invalid requestState"))
+        .count();
+    assert_eq!(denied, 4, "each refused retry is audited: {rows:?}");
+}
+
+#[tokio::test]
+async fn a_call_waiting_for_input_is_cancelled_and_audited_when_the_client_leaves() {
+    let w = World::new();
+    w.fixture("alpha", &[], "");
+    let mut raw = client_2026(&w).await;
+    let (first, _) = raw
+        .request(2, "tools/call", call("alpha__roots", json!({})))
+        .await;
+    the_input_request(&first);
+    assert!(raw.finish().await.success());
+    let rows = w.audit_export().await;
+    let row = rows
+        .iter()
+        .find(|r| r["tool"] == "roots")
+        .unwrap_or_else(|| panic!("the waiting call left a row: {rows:?}"));
+    assert_eq!(row["status"], "cancelled", "{row}");
+}
+
+#[tokio::test]
+async fn a_request_that_cannot_be_tied_to_one_call_is_refused_to_the_child_by_name() {
+    let w = World::new();
+    w.fixture("alpha", &[], "");
+    let mut raw = client_2026(&w).await;
+    // A long call to the same child is in flight: the roots request cannot be tied to one call.
+    let slow = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":call("alpha__sleep", json!({"arguments": {"ms": 5000}}))});
+    raw.send_line(&slow.to_string()).await;
+    let (answer, seen) = raw
+        .request(3, "tools/call", call("alpha__roots", json!({})))
+        .await;
+    no_request_to_the_client(&seen);
     let text = answer["result"]["content"][0]["text"]
         .as_str()
         .unwrap_or_default();
     assert!(
-        text.contains("roots failed") && text.contains("2026-07-28"),
+        text.contains("roots failed") && text.contains("2026-07-28") && text.contains("2 calls"),
         "the child is told why, and so is the model: {answer}"
     );
     raw.finish().await;

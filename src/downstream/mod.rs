@@ -17,4 +17,4 @@ pub use child::{
 pub use link::{Link, ProgressRoute, RawOutcome, RawSink};
 pub use reaper::ReaperLink;
 pub use spawn::{BASE_ENV, ChildEnv, SpawnError, build_command, resolve_program};
-pub use upstream::{Delivery, Upstream, children_capabilities};
+pub use upstream::{Delivery, InputBridge, Upstream, children_capabilities};

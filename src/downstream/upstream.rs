@@ -7,6 +7,7 @@
 
 #![allow(deprecated)] // sampling, roots and logging are deprecated in rmcp 3.x; we forward them
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use rmcp::model::{ClientCapabilities, ClientResult, ErrorCode, ServerNotification, ServerRequest};
@@ -44,11 +45,27 @@ pub trait Delivery: Send + Sync {
     fn open(&self) -> Result<(), McpError>;
 }
 
+/// Where a child's request goes when the client speaks 2026-07-28, which carries no request
+/// from a server to the client: into the one call in flight to that child, as an input-required
+/// result the client answers by retrying the call.
+pub trait InputBridge: Send + Sync {
+    /// Tie `request` (already scrubbed) to the one call in flight to `server` and return where
+    /// the client's answer will arrive; or say why it cannot be tied.
+    fn ask(
+        &self,
+        server: &str,
+        request: ServerRequest,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<ClientResult, McpError>>, String>;
+}
+
 /// The client lastmile serves, as far as the children are concerned.
 pub struct Upstream {
     peer: OnceLock<Peer<RoleServer>>,
     capabilities: OnceLock<ClientCapabilities>,
     session: Arc<dyn Delivery>,
+    /// The client speaks 2026-07-28: its children's requests travel only through `bridge`.
+    stateless: AtomicBool,
+    bridge: OnceLock<Arc<dyn InputBridge>>,
 }
 
 impl Upstream {
@@ -58,7 +75,19 @@ impl Upstream {
             peer: OnceLock::new(),
             capabilities: OnceLock::new(),
             session,
+            stateless: AtomicBool::new(false),
+            bridge: OnceLock::new(),
         }
+    }
+
+    /// The client speaks 2026-07-28: no request may be sent to it from now on.
+    pub fn set_stateless(&self) {
+        self.stateless.store(true, Ordering::Relaxed);
+    }
+
+    /// Where children's requests go once the client speaks 2026-07-28.
+    pub fn set_bridge(&self, bridge: Arc<dyn InputBridge>) {
+        let _ = self.bridge.set(bridge);
     }
 
     /// The session's redactor.
@@ -81,6 +110,11 @@ impl Upstream {
     /// Record what the client declared (from `initialize`, or per-request metadata).
     pub fn set_capabilities(&self, caps: ClientCapabilities) {
         let _ = self.capabilities.set(caps);
+    }
+
+    /// Whether the client's capabilities are known (the children start with them).
+    pub fn knows_capabilities(&self) -> bool {
+        self.capabilities.get().is_some()
     }
 
     /// Whether both the client's peer and its capabilities are known.
@@ -120,16 +154,55 @@ impl Upstream {
                 None,
             ));
         }
-        let Some(peer) = self.peer.get() else {
-            return Err(McpError::internal_error("no client is connected yet", None));
-        };
         // A child's request to the client (a sampling prompt above all) must not carry a secret.
         let (request, _) = scrub(self.redactor(), server, request)
             .map_err(|e| McpError::internal_error(e.to_string(), None))?;
+        if self.stateless.load(Ordering::Relaxed) {
+            return self.bridged(server, request).await;
+        }
+        let Some(peer) = self.peer.get() else {
+            return Err(McpError::internal_error("no client is connected yet", None));
+        };
         peer.send_request(request).await.map_err(|e| match e {
             ServiceError::McpError(e) => e,
             other => McpError::internal_error(format!("the client did not answer: {other}"), None),
         })
+    }
+
+    /// A child's request for a 2026-07-28 client: through the call in flight it belongs to, or
+    /// refused with the reason (2026-07-28 cannot carry it otherwise).
+    async fn bridged(
+        &self,
+        server: &str,
+        request: ServerRequest,
+    ) -> Result<ClientResult, McpError> {
+        let method = match &request {
+            ServerRequest::CreateMessageRequest(_) => "sampling/createMessage",
+            ServerRequest::ElicitRequest(_) => "elicitation/create",
+            ServerRequest::ListRootsRequest(_) => "roots/list",
+            _ => "a request",
+        };
+        let why = match self.bridge.get() {
+            Some(bridge) => match bridge.ask(server, request) {
+                Ok(answer) => {
+                    return answer.await.unwrap_or_else(|_| {
+                        Err(McpError::internal_error(
+                            "the call this request belonged to ended before the client answered",
+                            None,
+                        ))
+                    });
+                }
+                Err(why) => why,
+            },
+            None => "no call is in flight".to_string(),
+        };
+        Err(McpError::new(
+            ErrorCode::INVALID_REQUEST,
+            format!(
+                "the client speaks MCP 2026-07-28, which carries no request from a server to the client; `{method}` from `{server}` can reach it only inside a call in flight to `{server}`, and {why}"
+            ),
+            None,
+        ))
     }
 
     /// Send a notification up to the client, redacted (best effort: a client that left cannot

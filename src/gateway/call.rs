@@ -15,9 +15,10 @@ use bytes::Bytes;
 use tracing::Instrument;
 
 use super::EXECUTION_ID_META;
+use super::bridge::{self, Resume, RoundSink, Rounds, StateRefusal, Step};
 use super::front::{Front, error_line, response_line};
 use super::gate::Refused;
-use crate::audit::{ExecStatus, ExecutionId, ExecutionRecord, new_execution_id};
+use crate::audit::{ExecStatus, ExecutionId, ExecutionRecord, PendingExecution, new_execution_id};
 use crate::downstream::{ProgressRoute, RawOutcome};
 use crate::identity::RateBucket;
 use crate::secrets::scrub_text;
@@ -69,7 +70,7 @@ pub(crate) async fn tools_call(front: Arc<Front>, line: Bytes) {
 }
 
 struct Call<'a> {
-    front: &'a Front,
+    front: &'a Arc<Front>,
     /// The client's id, raw JSON text.
     id: &'a str,
     execution_id: ExecutionId,
@@ -133,6 +134,14 @@ impl Call<'_> {
         let begin = |server: &str, tool: &str, args: Option<serde_json::Value>| {
             ExecutionRecord::begin(self.execution_id, &gate.who, server, tool, args)
         };
+        // A retry with the input a waiting call asked for: it continues that call (one
+        // execution id, one audit row), after the session's liveness is checked again.
+        if let Some(state) = params.get_str("requestState").map(|s| s.into_owned()) {
+            let responses = params.get("inputResponses").map(str::to_owned);
+            return self
+                .resume(&state, &name, responses, client_token, arguments, cancel)
+                .await;
+        }
         if let Err(refused) = gate.admit(RateBucket::Calls) {
             let (status, e) = match refused {
                 Refused::Session(e) => (ExecStatus::Denied, e),
@@ -198,16 +207,43 @@ impl Call<'_> {
 
         params.set("name", json_string(&route.original));
         strip_lifecycle_meta(&mut params);
+        let timeout = slot.call_timeout(&hub.defaults);
+        let server = &slot.server.name;
+        if v2026 {
+            // The child may ask the client for input while it works: the call can take rounds.
+            let link = Arc::clone(&child.link);
+            return self
+                .rounds(
+                    params.to_json(),
+                    link,
+                    server,
+                    &name,
+                    client_token,
+                    timeout,
+                    cancel,
+                    pending,
+                )
+                .await;
+        }
         let progress = client_token.map(|token| ProgressRoute {
             token,
             sink: Arc::clone(&front.progress),
         });
-        let timeout = slot.call_timeout(&hub.defaults);
         let outcome = child
             .link
             .call("tools/call", &mut params, progress, timeout, cancel)
             .await;
-        let server = &slot.server.name;
+        self.conclude(outcome, server, v2026, pending).await
+    }
+
+    /// The client's answer for how the child call ended, and its audit row.
+    async fn conclude(
+        &mut self,
+        outcome: RawOutcome,
+        server: &str,
+        v2026: bool,
+        pending: PendingExecution,
+    ) -> Option<Vec<u8>> {
         let (answer, status, error) = match outcome {
             RawOutcome::Answered(bytes) => self.answer(&bytes, server, v2026),
             RawOutcome::Closed => self.failure(
@@ -223,9 +259,141 @@ impl Call<'_> {
             // A cancelled request gets no response (the client has stopped waiting).
             RawOutcome::Cancelled => (None, ExecStatus::Cancelled, Some("the request was cancelled by the client".into())),
         };
-        gate.record(pending.finish(status, error, self.redactions as u32))
+        self.front
+            .session
+            .gate()
+            .record(pending.finish(status, error, self.redactions as u32))
             .await;
         answer
+    }
+
+    /// A 2026-07-28 call whose child may ask the client for input: the first round here; if
+    /// the child asks, this round answers with an input-required result and the rest of the
+    /// call waits, on its own task, for the client's retry.
+    #[allow(clippy::too_many_arguments)]
+    async fn rounds(
+        &mut self,
+        params: String,
+        link: Arc<crate::downstream::Link>,
+        server: &str,
+        tool: &str,
+        client_token: Option<String>,
+        timeout: std::time::Duration,
+        cancel: &tokio_util::sync::CancellationToken,
+        pending: PendingExecution,
+    ) -> Option<Vec<u8>> {
+        let front = self.front;
+        let sink = RoundSink::new(client_token, Arc::clone(&front.progress));
+        let (guard, asks) = front.bridge.enter(server);
+        let call_cancel = front.closing().child_token();
+        let child_cancel = call_cancel.clone();
+        let child_sink: Arc<dyn crate::downstream::RawSink> = sink.clone();
+        let child = Box::pin(async move {
+            let Ok(mut params) = RawObject::parse(&params) else {
+                return RawOutcome::Closed;
+            };
+            // The sink puts the current round's token on each notification.
+            let route = ProgressRoute {
+                token: "null".into(),
+                sink: child_sink,
+            };
+            link.call(
+                "tools/call",
+                &mut params,
+                Some(route),
+                timeout,
+                &child_cancel,
+            )
+            .await
+        });
+        let mut rounds = Rounds::new(
+            Arc::clone(&front.bridge),
+            tool.to_string(),
+            child,
+            asks,
+            guard,
+            call_cancel,
+            sink,
+        );
+        match rounds.round(cancel).await {
+            Step::Done(outcome) => self.conclude(outcome, server, true, pending).await,
+            Step::Input(result) => {
+                let line = response_line(self.id, "result", |o| {
+                    o.extend_from_slice(result.as_bytes())
+                });
+                let rest = Rest {
+                    execution_id: self.execution_id,
+                    redactions: self.redactions,
+                    slot: self.slot,
+                    server: server.to_string(),
+                    pending,
+                };
+                let task = tokio::spawn(
+                    continue_rounds(Arc::clone(front), rounds, rest)
+                        .instrument(tracing::Span::current()),
+                );
+                front.bridge.hold(task);
+                Some(line)
+            }
+        }
+    }
+
+    /// A retry that carries a waiting call's `requestState` and the client's input.
+    async fn resume(
+        &mut self,
+        state: &str,
+        tool: &str,
+        responses: Option<String>,
+        token: Option<String>,
+        arguments: Option<serde_json::Value>,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Option<Vec<u8>> {
+        let gate = self.front.session.gate();
+        if let Err(e) = gate.live() {
+            return Some(mcp_error_line(self.id, &e));
+        }
+        let resume = match self.front.bridge.take(state, tool) {
+            Ok(resume) => resume,
+            Err(refusal) => {
+                let why = match refusal {
+                    StateRefusal::Invalid => {
+                        "not one lastmile issued to this session for this tool"
+                    }
+                    StateRefusal::Expired => "expired or already used",
+                };
+                let row = ExecutionRecord::begin(self.execution_id, &gate.who, "", tool, arguments)
+                    .finish(
+                        ExecStatus::Denied,
+                        Some(format!("invalid requestState: {why}")),
+                        self.redactions as u32,
+                    );
+                gate.record(row).await;
+                let error = format!(
+                    "{{\"code\":{},\"message\":{},\"data\":{{\"reason\":\"invalid_request_state\"}}}}",
+                    bridge::INVALID_PARAMS,
+                    json_string(&format!("Invalid or expired requestState: {why}"))
+                );
+                return Some(response_line(self.id, "error", |o| {
+                    o.extend_from_slice(error.as_bytes())
+                }));
+            }
+        };
+        let (reply, replied) = tokio::sync::oneshot::channel();
+        let _ = resume.send(Resume {
+            id: self.id.to_owned(),
+            responses,
+            token,
+            cancel: cancel.clone(),
+            reply,
+        });
+        match replied.await {
+            Ok(answer) => answer,
+            Err(_) => Some(error_line(
+                self.id,
+                INVALID_PARAMS,
+                "the call this retry continues has ended",
+            )),
+        }
     }
 
     /// The client's response for the child's answer line, its audit status and error.
@@ -333,6 +501,56 @@ impl Call<'_> {
             result.set("resultType", "\"complete\"".into());
         }
         response_line(self.id, "result", |out| result.write(out))
+    }
+}
+
+/// What the rest of a call that waits for input needs to conclude it.
+struct Rest {
+    execution_id: ExecutionId,
+    redactions: usize,
+    slot: Option<usize>,
+    server: String,
+    pending: PendingExecution,
+}
+
+/// The rounds of a call after its first asked for input: each retry resumes it; the answer
+/// goes to the retry that sees the child finish. A client that never comes back (or leaves)
+/// has the child call cancelled, and the call is audited as cancelled.
+async fn continue_rounds(front: Arc<Front>, mut rounds: Rounds, rest: Rest) {
+    loop {
+        let Some(resume) = rounds.resumed(front.closing()).await else {
+            let _ = rounds.abandon().await;
+            let row = rest.pending.finish(
+                ExecStatus::Cancelled,
+                Some("the client did not come back with the input the call asked for".into()),
+                rest.redactions as u32,
+            );
+            front.session.gate().record(row).await;
+            return;
+        };
+        match rounds.round(&resume.cancel).await {
+            Step::Input(result) => {
+                let line = response_line(&resume.id, "result", |o| {
+                    o.extend_from_slice(result.as_bytes())
+                });
+                let _ = resume.reply.send(Some(line));
+            }
+            Step::Done(outcome) => {
+                let mut call = Call {
+                    front: &front,
+                    id: &resume.id,
+                    execution_id: rest.execution_id,
+                    redactions: rest.redactions,
+                    slot: rest.slot,
+                    task: None,
+                };
+                let answer = call
+                    .conclude(outcome, &rest.server, true, rest.pending)
+                    .await;
+                let _ = resume.reply.send(answer);
+                return;
+            }
+        }
     }
 }
 

@@ -70,10 +70,14 @@ pub(crate) struct Front {
     initialized: AtomicBool,
     /// `server/discover` requests awaiting the face's answer: id → whether 2026-07-28 stays.
     discovers: Mutex<HashMap<String, bool>>,
+    /// Children's requests for a 2026-07-28 client, carried inside the calls they belong to.
+    pub(crate) bridge: Arc<super::bridge::Bridge>,
 }
 
 /// The lifecycle key naming the protocol version of one request.
 const PROTOCOL_VERSION_META: &str = "io.modelcontextprotocol/protocolVersion";
+/// The lifecycle key carrying the client's capabilities on one request.
+const CLIENT_CAPABILITIES_META: &str = "io.modelcontextprotocol/clientCapabilities";
 
 /// The client's output queue.
 #[derive(Clone)]
@@ -131,9 +135,41 @@ impl Front {
         }
     }
 
+    /// Fired when the client has gone.
+    pub(crate) fn closing(&self) -> &CancellationToken {
+        &self.closing
+    }
+
+    /// The client speaks 2026-07-28: notifications only on subscriptions, and no request from
+    /// a child travels to it except inside a call.
+    fn speaks_2026(&self) {
+        if !self.v2026.swap(true, Ordering::Relaxed) {
+            self.hub.upstream.set_stateless();
+        }
+    }
+
+    /// A 2026-07-28 client's first call after `server/discover`: its capabilities come in the
+    /// request's `_meta`, so the children can start with them and the call can take the raw
+    /// path (and bridge its child's requests) like every later one.
+    fn learn_client_2026(&self, envelope: &Envelope<'_>) {
+        if self.initialized.load(Ordering::Relaxed)
+            || lifecycle_meta(envelope, PROTOCOL_VERSION_META)
+                .is_none_or(|v| v.trim_matches('"') < V_2026_07_28)
+        {
+            return;
+        }
+        let caps = lifecycle_meta(envelope, CLIENT_CAPABILITIES_META)
+            .and_then(|c| serde_json::from_str::<rmcp::model::ClientCapabilities>(&c).ok());
+        if let Some(caps) = caps {
+            self.hub.upstream.set_capabilities(caps);
+            self.hub.ensure_started();
+            self.speaks_2026();
+        }
+    }
+
     /// Register an acknowledged subscription.
     pub(crate) fn add_listen(&self, listen: Listen) {
-        self.v2026.store(true, Ordering::Relaxed);
+        self.speaks_2026();
         if let Ok(mut l) = self.listens.lock() {
             l.push(listen);
         }
@@ -192,6 +228,12 @@ pub async fn serve<R, W>(
     let writer = tokio::spawn(write_queued(output, out_rx, CancellationToken::new()));
     let out = Outbox { tx: out_tx };
     let (typed_tx, typed_rx) = mpsc::channel::<Bytes>(TYPED_QUEUE);
+    let bridge = Arc::new(super::bridge::Bridge::new(format!(
+        "{}/{}",
+        session.gate().session.subject(),
+        session.gate().session.tier()
+    )));
+    hub.upstream.set_bridge(bridge.clone());
     let front = Arc::new(Front {
         hub,
         session: Arc::clone(&session),
@@ -207,15 +249,20 @@ pub async fn serve<R, W>(
         v2026: AtomicBool::new(false),
         initialized: AtomicBool::new(false),
         discovers: Mutex::default(),
+        bridge,
     });
 
     // The typed face, on its own pipes: it reads `face_in`, writes `face_out`.
     let (face_in, to_face) = tokio::io::duplex(PIPE);
     let (from_face, face_out) = tokio::io::duplex(PIPE);
     tokio::spawn(write_queued(to_face, typed_rx, CancellationToken::new()));
+    let peer_upstream = Arc::clone(guarded.face().hub());
     let face = tokio::spawn(async move {
         match guarded.serve((face_in, face_out)).await {
             Ok(service) => {
+                // The lifecycle is open: the client's handle, for notifications to reach it
+                // even when its requests so far took the raw paths.
+                peer_upstream.upstream.set_peer(service.peer());
                 let _ = service.waiting().await;
             }
             Err(e) => tracing::warn!("the client went away before the session started: {e}"),
@@ -270,7 +317,14 @@ pub async fn serve<R, W>(
     // to their end, so each leaves its audit row; then the face sees its input end, and what is
     // queued for the client is flushed.
     front.cancel_all();
-    let drained = async { while calls.next().await.is_some() {} };
+    let waiting = front.bridge.waiting();
+    let drained = async {
+        while calls.next().await.is_some() {}
+        // Calls that waited for the client's input: cancelled now, each leaves its row.
+        for task in waiting {
+            let _ = task.await;
+        }
+    };
     if tokio::time::timeout(DRAIN, drained).await.is_err() {
         tracing::warn!(
             "calls still in flight after {DRAIN:?} at shutdown; their audit rows are lost"
@@ -316,16 +370,28 @@ fn route(front: &Front, line: &[u8]) -> Route {
         }
     };
     let method = envelope.method();
+    if envelope.kind() == Kind::Request
+        && matches!(
+            method.as_deref(),
+            Some("tools/call" | "prompts/get" | "resources/read")
+        )
+        && !front.hub.upstream.knows_capabilities()
+    {
+        front.learn_client_2026(&envelope);
+    }
     match (envelope.kind(), method.as_deref()) {
-        (Kind::Request, Some("tools/call")) if front.hub.upstream.knows_client() => Route::Raw,
+        // The children start with the client's capabilities: the raw paths need them known.
+        (Kind::Request, Some("tools/call")) if front.hub.upstream.knows_capabilities() => {
+            Route::Raw
+        }
         (Kind::Request, Some("prompts/get" | "resources/read"))
-            if front.hub.upstream.knows_client() =>
+            if front.hub.upstream.knows_capabilities() =>
         {
             Route::RawRead
         }
         (Kind::Request, Some(m)) if super::tasks::is_task_method(m) => Route::Tasks,
         (Kind::Request, Some("subscriptions/listen")) => {
-            front.v2026.store(true, Ordering::Relaxed);
+            front.speaks_2026();
             Route::Listen
         }
         (Kind::Request, Some("server/discover")) => {
@@ -373,7 +439,7 @@ fn route(front: &Front, line: &[u8]) -> Route {
                 && lifecycle_meta(&envelope, PROTOCOL_VERSION_META)
                     .is_some_and(|v| v.trim_matches('"') >= V_2026_07_28)
             {
-                front.v2026.store(true, Ordering::Relaxed);
+                front.speaks_2026();
             }
             Route::Typed
         }

@@ -1,5 +1,6 @@
 //! The MCP face: the per-session manifest, naming, routing and forwarding.
 
+mod bridge;
 mod call;
 mod face;
 mod front;
