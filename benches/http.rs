@@ -122,8 +122,21 @@ async fn run(s: &Settings) {
         s.rounds, s.stretch
     );
     println!(
-        "   {:<9} {:>7} {:>11} {:>9} {:>9}   cpu µs/call: {:>8} {:>8} {:>8}",
-        "target", "clients", "calls/s", "p50 µs", "p99 µs", "server", "child", "clients"
+        "   {:<9} {:>7} {:>9} {:>8} {:>8}   {:>21}   {:>17}",
+        "", "", "", "", "", "cpu µs per call", "per call, server"
+    );
+    println!(
+        "   {:<9} {:>7} {:>9} {:>8} {:>8}   {:>6} {:>6} {:>7}   {:>8} {:>8}",
+        "target",
+        "clients",
+        "calls/s",
+        "p50 µs",
+        "p99 µs",
+        "server",
+        "child",
+        "clients",
+        "switches",
+        "r/w sys"
     );
     let mut summary = Vec::new();
     for n in CONCURRENCY {
@@ -171,18 +184,20 @@ async fn run(s: &Settings) {
         for (i, t) in targets.iter().enumerate() {
             let m = Measured::merge(&mut results[i]);
             rates[i] = m.rate();
-            let per_call = |ticks: f64| ticks / clock_ticks_per_sec() * 1e6 / m.calls as f64;
-            // The bridge runs inside this process: its threads are the "server".
+            let calls = m.calls as f64;
+            let us = |u: Usage| u.ticks / clock_ticks_per_sec() * 1e6 / calls;
             println!(
-                "   {:<9} {:>7} {:>11.0} {:>9.1} {:>9.1}   {:>20.1} {:>8.1} {:>8.1}",
+                "   {:<9} {:>7} {:>9.0} {:>8.1} {:>8.1}   {:>6.1} {:>6.1} {:>7.1}   {:>8.2} {:>8.2}",
                 t.label,
                 n,
                 m.rate(),
                 m.p50_us(),
                 m.p99_us(),
-                per_call(if i == 0 { m.cpu.bridge } else { m.cpu.server }),
-                per_call(m.cpu.child),
-                per_call(m.cpu.clients),
+                us(m.cpu.server),
+                us(m.cpu.child),
+                us(m.cpu.clients),
+                m.cpu.server.switches / calls,
+                m.cpu.server.syscalls / calls,
             );
         }
         summary.push((n, rates));
@@ -278,17 +293,17 @@ async fn stretch(t: &Target, clients: &mut [Client], length: Duration) -> Measur
             latencies
         })
         .collect();
-    let cpu_before = clients_cpu();
+    let clients_before = clients_usage();
     let per_client = futures::future::join_all(tasks).await;
     let elapsed = start.elapsed();
-    let clients_ticks = clients_cpu() - cpu_before;
+    let clients = clients_usage().minus(clients_before);
     let latencies: Vec<Duration> = per_client.into_iter().flatten().collect();
     Measured {
         calls: latencies.len() as u64,
         elapsed,
         latencies,
         cpu: Cpu {
-            clients: clients_ticks,
+            clients,
             ..Cpu::default()
         },
     }
@@ -750,83 +765,126 @@ async fn bridge_post(State(state): State<Arc<BridgeState>>, body: Bytes) -> Resp
 }
 
 // ---------------------------------------------------------------------------------------------
-// CPU time from /proc
+// CPU time, context switches and read/write system calls, from /proc
 
-/// Clock ticks spent, by side.
+/// Counters summed over some threads.
+#[derive(Default, Clone, Copy)]
+struct Usage {
+    /// utime + stime, in clock ticks.
+    ticks: f64,
+    /// Voluntary and involuntary context switches.
+    switches: f64,
+    /// Read-type and write-type system calls (`syscr` + `syscw`).
+    syscalls: f64,
+}
+
+impl Usage {
+    fn minus(self, o: Usage) -> Usage {
+        Usage {
+            ticks: self.ticks - o.ticks,
+            switches: self.switches - o.switches,
+            syscalls: self.syscalls - o.syscalls,
+        }
+    }
+
+    fn plus(self, o: Usage) -> Usage {
+        Usage {
+            ticks: self.ticks + o.ticks,
+            switches: self.switches + o.switches,
+            syscalls: self.syscalls + o.syscalls,
+        }
+    }
+
+    /// One thread, from its `/proc/.../task/TID` folder.
+    fn of_task(dir: &std::path::Path) -> Usage {
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+        let field = |text: &str, key: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let status = read("status");
+        let io = read("io");
+        Usage {
+            ticks: utime_stime(&read("stat")).unwrap_or(0.0),
+            switches: field(&status, "voluntary_ctxt_switches:")
+                + field(&status, "nonvoluntary_ctxt_switches:"),
+            syscalls: field(&io, "syscr:") + field(&io, "syscw:"),
+        }
+    }
+
+    /// Every thread of `pid` whose name `keep` accepts.
+    fn of_process(pid: &str, keep: impl Fn(&str) -> bool) -> Usage {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return Usage::default();
+        };
+        tasks
+            .flatten()
+            .filter(|t| {
+                keep(
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .unwrap_or_default()
+                        .trim_end(),
+                )
+            })
+            .map(|t| Usage::of_task(&t.path()))
+            .fold(Usage::default(), Usage::plus)
+    }
+}
+
+/// Usage by side of one stretch.
 #[derive(Default, Clone, Copy)]
 struct Cpu {
-    /// lastmile's own process.
-    server: f64,
+    /// lastmile's own process, or the bridge's runtime threads (inside this process).
+    server: Usage,
     /// The processes under the server (lastmile's children; the bridge's fixture).
-    child: f64,
-    /// The bridge's runtime threads (inside this process).
-    bridge: f64,
+    child: Usage,
     /// This process's other threads: the clients.
-    clients: f64,
+    clients: Usage,
 }
 
 impl Cpu {
+    /// The server and child sides now (`server` empty: the bridge's threads).
     fn read(server: &[u32], children: &[u32]) -> Cpu {
-        let (bridge, _) = own_threads_cpu();
+        let server = if server.is_empty() {
+            Usage::of_process("self", |name| name.starts_with(BRIDGE_THREAD))
+        } else {
+            server
+                .iter()
+                .map(|p| Usage::of_process(&p.to_string(), |_| true))
+                .fold(Usage::default(), Usage::plus)
+        };
         Cpu {
-            server: server.iter().map(|p| pid_ticks(*p)).sum(),
-            child: children.iter().map(|p| pid_ticks(*p)).sum(),
-            bridge,
-            clients: 0.0,
+            server,
+            child: children
+                .iter()
+                .map(|p| Usage::of_process(&p.to_string(), |_| true))
+                .fold(Usage::default(), Usage::plus),
+            clients: Usage::default(),
         }
     }
 
     fn minus(&self, before: &Cpu) -> Cpu {
         Cpu {
-            server: self.server - before.server,
-            child: self.child - before.child,
-            bridge: self.bridge - before.bridge,
-            clients: self.clients - before.clients,
+            server: self.server.minus(before.server),
+            child: self.child.minus(before.child),
+            clients: self.clients.minus(before.clients),
         }
     }
 
     fn plus(&self, o: &Cpu) -> Cpu {
         Cpu {
-            server: self.server + o.server,
-            child: self.child + o.child,
-            bridge: self.bridge + o.bridge,
-            clients: self.clients + o.clients,
+            server: self.server.plus(o.server),
+            child: self.child.plus(o.child),
+            clients: self.clients.plus(o.clients),
         }
     }
 }
 
-/// CPU ticks of the clients (every thread of this process but the bridge's).
-fn clients_cpu() -> f64 {
-    own_threads_cpu().1
-}
-
-/// (bridge threads, other threads) of this process, in ticks.
-fn own_threads_cpu() -> (f64, f64) {
-    let (mut bridge, mut other) = (0.0, 0.0);
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return (0.0, 0.0);
-    };
-    for t in tasks.flatten() {
-        let path = t.path();
-        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        let ticks = std::fs::read_to_string(path.join("stat"))
-            .ok()
-            .and_then(|s| utime_stime(&s))
-            .unwrap_or(0.0);
-        if name.trim_end().starts_with(BRIDGE_THREAD) {
-            bridge += ticks;
-        } else {
-            other += ticks;
-        }
-    }
-    (bridge, other)
-}
-
-fn pid_ticks(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| utime_stime(&s))
-        .unwrap_or(0.0)
+/// The clients: every thread of this process but the bridge's.
+fn clients_usage() -> Usage {
+    Usage::of_process("self", |name| !name.starts_with(BRIDGE_THREAD))
 }
 
 /// utime + stime of a `stat` line (fields 14 and 15; 12 and 13 after the name's `)`).
