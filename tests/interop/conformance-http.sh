@@ -6,7 +6,8 @@
 #   tests/interop/conformance-http.sh     # after `npm ci` in tests/interop and the Node 22 step
 #                                         # of .ci/run, with a built lastmile
 #
-# Every scenario runs (`--suite all`: the active ones and the pending ones). Prints one
+# Every scenario runs (`--suite all`: the active ones and the pending ones; CONFORMANCE_ARGS
+# replaces those flags, CONFORMANCE_SUITE points at another build of the suite). Prints one
 # `RESULT conformance-http passed=N failed=M` line, then each scenario that did not pass with
 # its reason; exits non-zero only when a scenario that is not in KNOWN below fails (or when the
 # suite itself could not run). A known entry that passes is reported, to be dropped.
@@ -22,7 +23,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 lastmile="${LASTMILE_BIN:-$repo/target/debug/lastmile}"
 node22="${CONFORMANCE_NODE:-$here/node_modules/node/bin/node}"
-suite="$here/node_modules/@modelcontextprotocol/conformance/dist/index.js"
+suite="${CONFORMANCE_SUITE:-$here/node_modules/@modelcontextprotocol/conformance/dist/index.js}"
 [ -x "$lastmile" ] || { echo "build lastmile first (cargo build --bin lastmile), or set LASTMILE_BIN" >&2; exit 2; }
 [ -f "$suite" ] || { echo "run npm ci in $here first" >&2; exit 2; }
 [ -x "$node22" ] || { echo "no Node 22 at $node22: run (cd $here/node_modules/node && node installArchSpecificPackage.js), or set CONFORMANCE_NODE" >&2; exit 2; }
@@ -83,8 +84,9 @@ fi
 echo "conformance: suite $("$node22" "$suite" --version) against $url" >&2
 
 # The suite's own exit code reflects its baseline logic; the verdict below is ours.
-(cd "$world" && timeout 600 "$node22" "$suite" server --suite all --url "$url" -o "$world/results" \
-    > "$world/suite.log" 2>&1) || true
+# shellcheck disable=SC2086 # CONFORMANCE_ARGS is a list of words
+(cd "$world" && timeout 600 "$node22" "$suite" server ${CONFORMANCE_ARGS:---suite all} --url "$url" \
+    -o "$world/results" > "$world/suite.log" 2>&1) || true
 
 # One line per scenario: `pass NAME`, `fail NAME: first failing check`, or `none NAME` (no check
 # succeeded or failed: the scenario could not exercise anything).
