@@ -9,8 +9,12 @@
 //! its children (the fixture, the reaper), the bridge's runtime threads, the fixture behind the
 //! bridge, and the clients' thread — where the time goes.
 //!
-//! `cargo bench --bench http`; `LASTMILE_BENCH_QUICK=1` shortens each case. Every process is
-//! started with a cleared environment in a temporary folder and stopped at the end.
+//! Targets: `bridge`; `lastmile`, each client in its own 2025-11-25 MCP session (each session
+//! starts its own child today); `lm-stless`, each client on 2026-07-28 without a session (one
+//! session, and one child, for the identity).
+//!
+//! `cargo bench --bench http [-- TARGET...]`; `LASTMILE_BENCH_QUICK=1` shortens each case. Every
+//! process is started with a cleared environment in a temporary folder and stopped at the end.
 
 #![allow(
     clippy::print_stdout,
@@ -88,20 +92,42 @@ fn main() {
 async fn run(s: &Settings) {
     let gateway = Gateway::start().await;
     let bridge = Bridge::start().await;
-    let targets = [
+    let all = [
         Target {
             label: "bridge",
             addr: bridge.addr,
             auth: None,
+            stateless: false,
             tool: "echo",
         },
         Target {
             label: "lastmile",
             addr: gateway.addr,
             auth: Some(format!("Bearer {}", gateway.token)),
+            stateless: false,
+            tool: "fx__echo",
+        },
+        Target {
+            label: "lm-stless",
+            addr: gateway.addr,
+            auth: Some(format!("Bearer {}", gateway.token)),
+            stateless: true,
             tool: "fx__echo",
         },
     ];
+    // `cargo bench` passes `--bench`; other words name the targets to run (all by default).
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if let Some(bad) = wanted.iter().find(|w| !all.iter().any(|t| t.label == *w)) {
+        eprintln!("http bench: unknown target `{bad}`; choose from bridge, lastmile, lm-stless");
+        std::process::exit(2);
+    }
+    let targets: Vec<Target> = all
+        .into_iter()
+        .filter(|t| wanted.is_empty() || wanted.iter().any(|w| w == t.label))
+        .collect();
     // One call each, checked in full, before anything is timed.
     for t in &targets {
         let mut c = Client::connect(t, 0).await;
@@ -152,18 +178,15 @@ async fn run(s: &Settings) {
             stretch(t, &mut pool, Duration::from_millis(300)).await;
             pools.push(pool);
         }
-        let mut results: Vec<Vec<Measured>> = vec![Vec::new(), Vec::new()];
+        let mut results: Vec<Vec<Measured>> = targets.iter().map(|_| Vec::new()).collect();
         for round in 0..s.rounds {
             for k in 0..targets.len() {
                 let i = (round + k) % targets.len();
                 let t = &targets[i];
-                let server_pids = match i {
-                    0 => Vec::new(),
-                    _ => vec![gateway.pid],
-                };
-                let child_pids = match i {
-                    0 => vec![bridge.child_pid],
-                    _ => children_of(gateway.pid),
+                let (server_pids, child_pids) = if t.is_bridge() {
+                    (Vec::new(), vec![bridge.child_pid])
+                } else {
+                    (vec![gateway.pid], children_of(gateway.pid))
                 };
                 let before = Cpu::read(&server_pids, &child_pids);
                 let mut m = stretch(t, &mut pools[i], s.stretch).await;
@@ -180,7 +203,7 @@ async fn run(s: &Settings) {
                 c.close(t).await;
             }
         }
-        let mut rates = [0.0; 2];
+        let mut rates = vec![0.0; targets.len()];
         for (i, t) in targets.iter().enumerate() {
             let m = Measured::merge(&mut results[i]);
             rates[i] = m.rate();
@@ -203,17 +226,24 @@ async fn run(s: &Settings) {
         summary.push((n, rates));
     }
     println!();
-    for (n, [bridge_rate, gw_rate]) in &summary {
-        println!(
-            "   {n:>2} client(s): lastmile {gw_rate:.0} calls/s, bridge {bridge_rate:.0} calls/s, \
-             lastmile/bridge {:.2}; target ≥ {TARGET_CALLS_PER_SEC:.0} calls/s: {}",
-            gw_rate / bridge_rate,
-            if *gw_rate >= TARGET_CALLS_PER_SEC {
-                "met"
-            } else {
-                "NOT met"
-            }
-        );
+    for (n, rates) in &summary {
+        if !targets[0].is_bridge() {
+            break;
+        }
+        for (t, rate) in targets.iter().zip(rates).skip(1) {
+            println!(
+                "   {n:>2} client(s): {:<9} {rate:>6.0} calls/s, bridge {:>6.0} calls/s, ratio {:.2}; \
+                 target ≥ {TARGET_CALLS_PER_SEC:.0} calls/s: {}",
+                t.label,
+                rates[0],
+                rate / rates[0],
+                if *rate >= TARGET_CALLS_PER_SEC {
+                    "met"
+                } else {
+                    "NOT met"
+                }
+            );
+        }
     }
     gateway.stop().await;
     bridge.stop();
@@ -227,7 +257,16 @@ struct Target {
     addr: SocketAddr,
     /// The `Authorization` header value, if the target wants one.
     auth: Option<String>,
+    /// 2026-07-28 without a session (every client of the identity shares one session and its
+    /// children), rather than a 2025-11-25 session per client (each with its own children).
+    stateless: bool,
     tool: &'static str,
+}
+
+impl Target {
+    fn is_bridge(&self) -> bool {
+        self.auth.is_none()
+    }
 }
 
 #[derive(Default)]
@@ -336,7 +375,9 @@ impl Client {
             head,
             next_id: (k as u64 + 1) * 1_000_000_000,
         };
-        if t.auth.is_some() {
+        if t.stateless {
+            c.head.push_str("mcp-protocol-version: 2026-07-28\r\n");
+        } else if t.auth.is_some() {
             // lastmile: a 2025-11-25 session, as today's SDK clients open one.
             let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
                 "protocolVersion": "2025-11-25", "capabilities": {},
@@ -368,8 +409,14 @@ impl Client {
     async fn call(&mut self, t: &Target) -> Vec<u8> {
         self.next_id += 1;
         let id = self.next_id;
+        // 2026-07-28 carries the client's version and capabilities in every request's `_meta`.
+        let meta = if t.stateless {
+            r#","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"lastmile-bench","version":"1.0"}}"#
+        } else {
+            ""
+        };
         let body = format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{}","arguments":{{"text":"{ECHO_TEXT}"}}}}}}"#,
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{}","arguments":{{"text":"{ECHO_TEXT}"}}{meta}}}}}"#,
             t.tool
         );
         let (status, _, answer) = self.post(body.as_bytes()).await;
