@@ -10,6 +10,7 @@ mod canary;
 mod file_modes;
 mod first_turn;
 mod http;
+mod http_status_2026;
 mod http_util;
 mod identity_cli;
 mod identity_e2e;

@@ -74,7 +74,7 @@ impl CatalogCache {
             reason,
         };
         let bytes = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
-        let tmp = dir.join(format!(".{server}.{}.tmp", std::process::id()));
+        let tmp = temp_path(dir, server);
         write_private(&tmp, &bytes)?;
         std::fs::rename(&tmp, dir.join(format!("{server}.status.json")))
     }
@@ -122,9 +122,7 @@ impl CatalogCache {
             catalog: catalog.clone(),
         };
         let bytes = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
-        let tmp = self
-            .dir
-            .join(format!(".{server}.{}.tmp", std::process::id()));
+        let tmp = temp_path(&self.dir, server);
         write_private(&tmp, &bytes)?;
         std::fs::rename(&tmp, self.path(server))
     }
@@ -169,6 +167,14 @@ impl CatalogCache {
         }
         Some(self.manners_path(server, key, "asks-client").exists())
     }
+}
+
+/// A temporary file in `dir` that no other writer uses, in this process either: HTTP sessions
+/// start the same server at once, and a shared name let one writer rename another's file away.
+fn temp_path(dir: &Path, server: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    dir.join(format!(".{server}.{}.{n}.tmp", std::process::id()))
 }
 
 #[cfg(unix)]
@@ -231,6 +237,47 @@ mod tests {
             let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode(&dir.path().join("catalogs")), 0o700);
             assert_eq!(mode(&dir.path().join("catalogs/s.json")), 0o600);
+        }
+    }
+
+    #[test]
+    fn concurrent_writes_for_one_server_all_land_whole() {
+        // HTTP sessions start the same server at once, each recording its start on its own
+        // blocking thread: no write may fail or leave a temporary file behind.
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CatalogCache::new(dir.path().join("catalogs"))
+            .with_start_records(dir.path().join("servers"));
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let writers: Vec<_> = (0..8)
+            .map(|_| {
+                let (cache, barrier) = (cache.clone(), std::sync::Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    for _ in 0..50 {
+                        cache.record_start("s", None)?;
+                        cache.store("s", "k", &Catalog::default())?;
+                    }
+                    Ok::<(), std::io::Error>(())
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap().expect("every write lands");
+        }
+        let status: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.path().join("servers/s.status.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(status["ok"], true);
+        assert!(cache.load("s", "k").is_some());
+        for sub in ["catalogs", "servers"] {
+            let left: Vec<_> = std::fs::read_dir(dir.path().join(sub))
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name())
+                .filter(|n| n.to_string_lossy().ends_with(".tmp"))
+                .collect();
+            assert!(left.is_empty(), "temporary files left in {sub}: {left:?}");
         }
     }
 }
