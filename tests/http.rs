@@ -213,6 +213,11 @@ async fn dns_rebinding_and_foreign_origins_are_refused_before_mcp() {
         assert!(r.header("access-control-allow-origin").is_none());
     }
 
+    // lastmile's own origin is served: it serves no page, so only it could claim it.
+    let own = format!("http://127.0.0.1:{port}");
+    let r = server.post(&initialize(1), &[("origin", &own)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
     // A listed origin is served, with CORS headers, and its preflight answered.
     let pre = server
         .request("OPTIONS", "/mcp")
@@ -962,5 +967,51 @@ async fn over_http_a_childs_request_is_input_required_and_only_its_identity_can_
         done["result"]["content"][0]["text"], "roots: file:///alice",
         "{done}"
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn at_its_cap_an_identitys_longest_idle_session_makes_room() {
+    let w = World::new();
+    w.profile_file("[auth]\nmode = \"disabled\"\n[http]\nmax_sessions_per_identity = 2\n");
+    w.fixture("alpha", &[], "");
+    let server = HttpServer::start(&w).await;
+    let first = open_session(&server, &[]).await;
+    let second = open_session(&server, &[]).await;
+    // `second` is busy: its GET stream is open, so it is not idle.
+    let stream = server
+        .request("GET", "/mcp")
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &second)
+        .open()
+        .await;
+    assert_eq!(stream.status, 200);
+    let third = open_session(&server, &[]).await;
+    let list = request(5, "tools/list", json!({}));
+    let gone = server.post(&list, &[("mcp-session-id", &first)]).await;
+    assert_eq!(
+        gone.status, 404,
+        "the idle session made room: {}",
+        gone.body
+    );
+    for kept in [&second, &third] {
+        let r = server.post(&list, &[("mcp-session-id", kept)]).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    // With every session busy, a new one is refused by name.
+    let busy = server
+        .request("GET", "/mcp")
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &third)
+        .open()
+        .await;
+    assert_eq!(busy.status, 200);
+    let refused = server.post(&initialize(1), &[]).await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(
+        refused.json()["error"]["data"]["reason"],
+        "too_many_sessions"
+    );
+    drop((stream, busy));
     server.stop().await;
 }

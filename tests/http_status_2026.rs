@@ -1,9 +1,7 @@
 //! 2026-07-28 over HTTP: a request the protocol layer rejects is rejected by HTTP status too
 //! (the spec's MUSTs that the official conformance suite's `server-stateless` scenario checks):
 //! 400 for missing `_meta` fields, an unsupported version and a header that disagrees with
-//! `_meta`, 404 for a method 2026-07-28 removed. Today every one of these answers 200 with the
-//! JSON-RPC error in the body, so the tests are ignored until the HTTP layer maps them; run them
-//! with `cargo test --test integration http_status_2026 -- --ignored`.
+//! `_meta`, 404 for a method 2026-07-28 removed — with the JSON-RPC error in the body as well.
 
 use serde_json::{Value, json};
 
@@ -49,7 +47,6 @@ async fn ask(
 }
 
 #[tokio::test]
-#[ignore = "lastmile answers 200 with -32602 (issue #12, conformance server-stateless)"]
 async fn a_request_without_its_meta_fields_is_a_400() {
     let (_w, server, token) = start().await;
     let (status, code, body) = ask(&server, &token, "2026-07-28", "tools/list", json!({})).await;
@@ -59,7 +56,6 @@ async fn a_request_without_its_meta_fields_is_a_400() {
 }
 
 #[tokio::test]
-#[ignore = "lastmile answers 200 (issue #12, conformance server-stateless)"]
 async fn an_unsupported_version_is_a_400() {
     let (_w, server, token) = start().await;
     let mut m = meta();
@@ -77,7 +73,6 @@ async fn an_unsupported_version_is_a_400() {
 }
 
 #[tokio::test]
-#[ignore = "lastmile answers 200 with -32022 (issue #12, conformance server-stateless)"]
 async fn a_version_header_that_disagrees_with_meta_is_a_400_header_mismatch() {
     let (_w, server, token) = start().await;
     let mut m = meta();
@@ -96,7 +91,6 @@ async fn a_version_header_that_disagrees_with_meta_is_a_400_header_mismatch() {
 }
 
 #[tokio::test]
-#[ignore = "lastmile answers 200 with -32601 (issue #12, conformance server-stateless)"]
 async fn a_method_that_2026_07_28_removed_is_a_404() {
     let (_w, server, token) = start().await;
     for method in ["initialize", "logging/setLevel", "resources/subscribe"] {

@@ -335,6 +335,13 @@ impl HttpGateway {
         let method = envelope.method().map(|m| m.into_owned());
         let kind = envelope.kind();
         let is_initialize = kind == Kind::Request && method.as_deref() == Some("initialize");
+        let no_session = header_text(headers, SESSION_HEADER).is_none();
+        let stateless = no_session && !is_initialize && is_2026(headers, &envelope);
+        if no_session
+            && let Some(refusal) = refuse_2026(headers, &envelope, method.as_deref(), kind)
+        {
+            return refusal;
+        }
         let (instance, fresh) = match header_text(headers, SESSION_HEADER) {
             Some(id) => match self.registry.get(id, who) {
                 Ok(i) => (i, false),
@@ -402,7 +409,15 @@ impl HttpGateway {
             };
             exchange.answered();
             match answer {
-                Some(line) => json_response(StatusCode::OK, line.to_vec()),
+                Some(line) => {
+                    // On 2026-07-28 a protocol error is an HTTP error too.
+                    let status = if stateless {
+                        status_2026(&line, meta_malformed(&envelope))
+                    } else {
+                        StatusCode::OK
+                    };
+                    json_response(status, line.to_vec())
+                }
                 None => rpc_error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     INVALID_REQUEST,
@@ -493,6 +508,80 @@ fn is_2026(headers: &HeaderMap, envelope: &Envelope<'_>) -> bool {
     meta_version.is_some_and(|v| v.as_str() >= V_2026_07_28)
 }
 
+/// JSON-RPC: the method does not exist.
+const METHOD_NOT_FOUND: i32 = -32601;
+/// JSON-RPC (MCP): the `MCP-Protocol-Version` header disagrees with the body.
+const HEADER_MISMATCH: i32 = -32020;
+/// The `_meta` key of a request's protocol version.
+const PROTOCOL_VERSION_META: &str = "io.modelcontextprotocol/protocolVersion";
+/// Methods 2026-07-28 no longer has.
+const REMOVED_IN_2026: [&str; 4] = [
+    "initialize",
+    "logging/setLevel",
+    "resources/subscribe",
+    "resources/unsubscribe",
+];
+
+/// A request's `_meta` entry, as raw JSON text.
+fn meta_entry(envelope: &Envelope<'_>, key: &str) -> Option<String> {
+    let meta = envelope.params().ok().flatten()?.get("_meta")?.to_owned();
+    RawObject::parse(&meta).ok()?.get(key).map(str::to_owned)
+}
+
+/// A 2026-07-28 request without a session that the protocol refuses before any handler: a
+/// method 2026-07-28 removed (404), or a version header that disagrees with `_meta` (400).
+fn refuse_2026(
+    headers: &HeaderMap,
+    envelope: &Envelope<'_>,
+    method: Option<&str>,
+    kind: Kind,
+) -> Option<Response> {
+    let header = header_text(headers, VERSION_HEADER).filter(|v| *v >= V_2026_07_28)?;
+    if kind != Kind::Request {
+        return None;
+    }
+    let id = envelope.id().unwrap_or("null");
+    if let Some(m) = method.filter(|m| REMOVED_IN_2026.contains(m)) {
+        return Some(rpc_error_for(
+            StatusCode::NOT_FOUND,
+            id,
+            METHOD_NOT_FOUND,
+            &format!("`{m}` does not exist in MCP {header}"),
+        ));
+    }
+    let body = meta_entry(envelope, PROTOCOL_VERSION_META)?;
+    let body = serde_json::from_str::<String>(&body).ok()?;
+    (body != header).then(|| {
+        rpc_error_for(
+            StatusCode::BAD_REQUEST,
+            id,
+            HEADER_MISMATCH,
+            &format!("the MCP-Protocol-Version header ({header}) disagrees with the request's _meta ({body})"),
+        )
+    })
+}
+
+/// Whether a 2026-07-28 request lacks the `_meta` fields every request must carry.
+fn meta_malformed(envelope: &Envelope<'_>) -> bool {
+    meta_entry(envelope, PROTOCOL_VERSION_META).is_none()
+        || meta_entry(envelope, "io.modelcontextprotocol/clientCapabilities").is_none()
+}
+
+/// The HTTP status of a 2026-07-28 answer: its protocol errors are HTTP errors too.
+fn status_2026(line: &[u8], meta_malformed: bool) -> StatusCode {
+    let code = Envelope::parse(line)
+        .ok()
+        .and_then(|e| e.member("error").map(str::to_owned))
+        .and_then(|e| RawObject::parse(&e).ok()?.get("code")?.parse::<i32>().ok());
+    match code {
+        // Unsupported version, missing required client capability, header mismatch.
+        Some(-32022 | -32021 | HEADER_MISMATCH) => StatusCode::BAD_REQUEST,
+        Some(-32602) if meta_malformed => StatusCode::BAD_REQUEST,
+        Some(METHOD_NOT_FOUND) => StatusCode::NOT_FOUND,
+        _ => StatusCode::OK,
+    }
+}
+
 fn has_progress_token(envelope: &Envelope<'_>) -> bool {
     envelope
         .params()
@@ -575,8 +664,13 @@ fn plain(status: StatusCode, code: &str, message: &str) -> Response {
 
 /// A JSON-RPC error (id `null`) with an HTTP status.
 fn rpc_error(status: StatusCode, code: i32, message: &str) -> Response {
+    rpc_error_for(status, "null", code, message)
+}
+
+/// A JSON-RPC error for request `id` (raw JSON text) with an HTTP status.
+fn rpc_error_for(status: StatusCode, id: &str, code: i32, message: &str) -> Response {
     let body = format!(
-        "{{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{{\"code\":{code},\"message\":{}}}}}",
+        "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"error\":{{\"code\":{code},\"message\":{}}}}}",
         json_string(message)
     );
     json_response(status, body.into_bytes())

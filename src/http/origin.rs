@@ -5,9 +5,10 @@
 //! even read the answers, because the browser believes it is talking to the page's own host. Two
 //! checks close that: the `Host` header must name lastmile (a loopback name or the bound address,
 //! with the bound port, or a host the profile lists), and a request that carries an `Origin` —
-//! every browser request that could be cross-site does — must come from an origin the profile
-//! lists. Every localhost port counts as the same site to a browser, so no origin is allowed by
-//! default: a local web client is allowed by listing it.
+//! every browser request that could be cross-site does — must be lastmile's own (it serves no
+//! page, so nothing but lastmile can claim it) or one the profile lists. Every localhost port
+//! counts as the same site to a browser, so no other origin is allowed by default: a local web
+//! client is allowed by listing it.
 
 use std::net::SocketAddr;
 
@@ -79,17 +80,25 @@ impl OriginPolicy {
             SocketAddr::V6(a) => format!("[{}]", a.ip()),
         });
         let mut hosts = Vec::new();
+        // lastmile's own origin: no page is served from it, so nothing a browser runs can
+        // claim it but lastmile itself (a rebound name has its own, foreign, origin).
+        let mut allowed: Vec<String> = names
+            .iter()
+            .map(|name| format!("http://{name}:{port}"))
+            .collect();
         for name in names {
             hosts.push(format!("{name}:{port}"));
             hosts.push(name);
         }
         hosts.extend(extra_hosts.iter().map(|h| h.to_ascii_lowercase()));
+        allowed.extend(
+            origins
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_ascii_lowercase()),
+        );
         OriginPolicy {
             hosts,
-            origins: origins
-                .iter()
-                .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
-                .collect(),
+            origins: allowed,
             credentials,
         }
     }
@@ -227,6 +236,19 @@ mod tests {
             ]))
             .unwrap();
         assert_eq!(ok.unwrap(), "http://localhost:6274");
+        // lastmile's own origin, under any of its names.
+        for own in [
+            "http://127.0.0.1:8931",
+            "http://localhost:8931",
+            "http://[::1]:8931",
+        ] {
+            assert!(
+                policy()
+                    .check(&headers(&[("host", "localhost:8931"), ("origin", own)]))
+                    .is_ok(),
+                "{own}"
+            );
+        }
         for origin in [
             "http://localhost:3000",
             "null",

@@ -120,15 +120,46 @@ impl Registry {
                     setting: "max_sessions",
                 });
             }
-            let mine = sessions.values().filter(|i| i.owner == owner).count();
-            if mine >= self.per_identity {
-                return Err(SessionError::TooMany {
-                    open: mine,
-                    limit: self.per_identity,
-                    scope: "per identity",
-                    setting: "max_sessions_per_identity",
-                });
+        }
+        // At its cap, an identity's session idle the longest makes room (clients often leave
+        // without DELETE); with none idle, the new one is refused.
+        let evicted = {
+            let mut sessions = self.sessions.lock().map_err(|_| SessionError::Unknown)?;
+            let mine: Vec<(&String, &Arc<Instance>)> =
+                sessions.iter().filter(|(_, i)| i.owner == owner).collect();
+            if mine.len() >= self.per_identity {
+                let oldest = mine
+                    .iter()
+                    .filter_map(|(id, i)| Some(((*id).clone(), i.idle_for()?)))
+                    .max_by_key(|(_, idle)| *idle)
+                    .map(|(id, _)| id);
+                match oldest {
+                    Some(id) => sessions.remove(&id),
+                    None => {
+                        return Err(SessionError::TooMany {
+                            open: mine.len(),
+                            limit: self.per_identity,
+                            scope: "per identity",
+                            setting: "max_sessions_per_identity",
+                        });
+                    }
+                }
+            } else {
+                None
             }
+        };
+        if let Some(old) = evicted {
+            let audit = self.profile.audit.clone();
+            let mode = self.mode;
+            tokio::spawn(async move {
+                end_instance(
+                    &old,
+                    &audit,
+                    mode,
+                    "a newer session of its identity took its place (max_sessions_per_identity)",
+                )
+                .await;
+            });
         }
         let id = uuid::Uuid::new_v4().simple().to_string();
         let instance = self.start(Some(id.clone()), owner, who).await?;
@@ -260,23 +291,33 @@ impl Registry {
     }
 
     async fn end(&self, instance: &Instance, why: &str) {
-        instance.close().await;
-        record_session(
-            &self.profile.audit,
-            Transport::Http,
-            Some(&instance.client.gate().session),
-            SessionEvent::Ended,
-            Some(why.to_string()),
-            self.mode,
-        )
-        .await;
-        tracing::info!(subject = %instance.owner.subject, mcp_session = instance.id.as_deref().unwrap_or("2026-07-28"), "HTTP session ended: {why}");
+        end_instance(instance, &self.profile.audit, self.mode, why).await;
     }
 
     /// The audit sink, if any.
     pub(crate) fn audit(&self) -> Option<&crate::audit::AuditSink> {
         self.profile.audit.as_ref()
     }
+}
+
+/// End a session: its calls cancelled and audited, its children stopped, the end recorded.
+async fn end_instance(
+    instance: &Instance,
+    audit: &Option<crate::audit::AuditSink>,
+    mode: AuthMode,
+    why: &str,
+) {
+    instance.close().await;
+    record_session(
+        audit,
+        Transport::Http,
+        Some(&instance.client.gate().session),
+        SessionEvent::Ended,
+        Some(why.to_string()),
+        mode,
+    )
+    .await;
+    tracing::info!(subject = %instance.owner.subject, mcp_session = instance.id.as_deref().unwrap_or("2026-07-28"), "HTTP session ended: {why}");
 }
 
 fn owner_of(who: &Verified) -> Owner {

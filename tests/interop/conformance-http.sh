@@ -30,7 +30,6 @@ suite="${CONFORMANCE_SUITE:-$here/node_modules/@modelcontextprotocol/conformance
 
 # Scenarios that do not pass today, each with why. A failure not listed here fails the run.
 declare -A KNOWN=(
-    [dns-rebinding-protection]="lastmile refuses every Origin not under [http] allowed_origins, its own http://127.0.0.1:PORT included; the suite sends that Origin and expects 2xx (the evil Host is refused, 403)"
     [server-sse-polling]="lastmile answers a tools/call without a progress token with JSON, so the scenario never sees an SSE stream to poll (the suite records it as INFO only)"
 )
 
