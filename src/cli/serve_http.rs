@@ -53,9 +53,10 @@ pub(super) fn run(setup: Setup<'_>) -> Result<u8, CliError> {
         path: setup.profile.config_file(),
         detail: e.to_string(),
     })?;
-    // Many sessions, one process: the runtime's workers share the load.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread carries the messages, as on stdio: a call crosses several tasks (the HTTP
+    // connection, the session's input and demultiplexer, the front, the child's link), and on
+    // a multi-thread runtime each crossing can be a wake-up of another thread.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::Other(format!("cannot start the async runtime: {e}")))?;
