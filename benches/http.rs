@@ -632,6 +632,9 @@ impl Gateway {
     }
 
     async fn stop(mut self) {
+        // SIGTERM lets it end its sessions; Windows has no such signal for a windowless
+        // process, so there it is killed below.
+        #[cfg(unix)]
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.pid as i32),
             nix::sys::signal::Signal::SIGTERM,
