@@ -76,7 +76,7 @@ impl CatalogCache {
         let bytes = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
         let tmp = temp_path(dir, server);
         write_private(&tmp, &bytes)?;
-        std::fs::rename(&tmp, dir.join(format!("{server}.status.json")))
+        replace(&tmp, &dir.join(format!("{server}.status.json")))
     }
 
     /// The key of `server` started for a client with `caps` (see the module docs).
@@ -124,7 +124,7 @@ impl CatalogCache {
         let bytes = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
         let tmp = temp_path(&self.dir, server);
         write_private(&tmp, &bytes)?;
-        std::fs::rename(&tmp, self.path(server))
+        replace(&tmp, &self.path(server))
     }
 }
 
@@ -166,6 +166,30 @@ impl CatalogCache {
             return None;
         }
         Some(self.manners_path(server, key, "asks-client").exists())
+    }
+}
+
+/// Put `tmp` in place of `dest`. Windows refuses a rename onto a file another writer is
+/// replacing at that moment (access denied): there the rename is tried again, briefly. A
+/// temporary file that cannot be put in place is removed.
+fn replace(tmp: &Path, dest: &Path) -> std::io::Result<()> {
+    let mut tries = 0;
+    loop {
+        match std::fs::rename(tmp, dest) {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if cfg!(windows)
+                    && e.kind() == std::io::ErrorKind::PermissionDenied
+                    && tries < 50 =>
+            {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(tmp);
+                return Err(e);
+            }
+        }
     }
 }
 
