@@ -475,3 +475,58 @@ async fn a_request_that_cannot_be_tied_to_one_call_is_refused_to_the_child_by_na
     );
     raw.finish().await;
 }
+
+#[tokio::test]
+async fn a_prompt_whose_child_asks_for_roots_is_input_required_too() {
+    let w = World::new();
+    w.fixture("alpha", &["--rooted-prompt"], "");
+    let mut raw = client_2026(&w).await;
+    let get = |extra: Value| {
+        let mut params = json!({"name": "alpha__rooted", "_meta": capable_meta()});
+        if let Value::Object(map) = extra {
+            for (k, v) in map {
+                params[k] = v;
+            }
+        }
+        params
+    };
+    let (first, seen) = raw.request(2, "prompts/get", get(json!({}))).await;
+    no_request_to_the_client(&seen);
+    let (key, request, state) = the_input_request(&first);
+    assert_eq!(request["method"], "roots/list", "{first}");
+    // The state of a prompt is not a tool call's.
+    let (wrong, _) = raw
+        .request(
+            3,
+            "tools/call",
+            call(
+                "alpha__rooted",
+                json!({"inputResponses": {}, "requestState": state}),
+            ),
+        )
+        .await;
+    assert_eq!(
+        wrong["error"]["data"]["reason"], "invalid_request_state",
+        "{wrong}"
+    );
+    let roots = json!({"roots": [{"uri": "file:///prompted"}]});
+    let (done, _) = raw
+        .request(
+            4,
+            "prompts/get",
+            get(json!({"inputResponses": {key: roots}, "requestState": state})),
+        )
+        .await;
+    assert_eq!(done["result"]["resultType"], "complete", "{done}");
+    assert_eq!(
+        done["result"]["messages"][0]["content"]["text"], "roots: file:///prompted",
+        "{done}"
+    );
+    assert!(raw.finish().await.success());
+    let rows = w.audit_export().await;
+    assert!(
+        rows.iter()
+            .any(|r| r.to_string().contains("prompts/get") && r["status"] == "ok"),
+        "the read is audited once it completes: {rows:?}"
+    );
+}

@@ -35,6 +35,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use futures::future::BoxFuture;
+
+use super::front::response_line;
 use crate::downstream::{InputBridge, RawOutcome, RawSink};
 use crate::wire::{Envelope, RawObject, json_string};
 
@@ -495,6 +498,95 @@ impl Rounds {
         self.call_cancel.cancel();
         (&mut self.child).await
     }
+}
+
+/// How a bridged call ends: its answer, under the last retry's id, for the child's outcome
+/// (and its audit row).
+pub(crate) type Conclude =
+    Box<dyn FnOnce(RawOutcome, String) -> BoxFuture<'static, Option<Vec<u8>>> + Send>;
+/// What is recorded when the client never came back for a call.
+pub(crate) type Abandoned = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
+
+/// The rounds of a call after its first asked for input: each retry resumes it; the answer goes
+/// to the retry that sees the child finish. A client that never comes back (or leaves, when
+/// `closing` fires) has the child call cancelled, and `abandoned` records it.
+pub(crate) async fn drive(
+    closing: CancellationToken,
+    mut rounds: Rounds,
+    conclude: Conclude,
+    abandoned: Abandoned,
+) {
+    loop {
+        let Some(resume) = rounds.resumed(&closing).await else {
+            let _ = rounds.abandon().await;
+            abandoned().await;
+            return;
+        };
+        match rounds.round(&resume.cancel).await {
+            Step::Input(result) => {
+                let line = response_line(&resume.id, "result", |o| {
+                    o.extend_from_slice(result.as_bytes())
+                });
+                let _ = resume.reply.send(Some(line));
+            }
+            Step::Done(outcome) => {
+                let answer = conclude(outcome, resume.id.clone()).await;
+                let _ = resume.reply.send(answer);
+                return;
+            }
+        }
+    }
+}
+
+/// A retry carrying `state`: hand the waiting call of `target` the client's input and return
+/// this round's answer (`None`: the retry was cancelled).
+pub(crate) async fn resume(
+    bridge: &Bridge,
+    id: &str,
+    state: &str,
+    target: &str,
+    responses: Option<String>,
+    token: Option<String>,
+    cancel: &CancellationToken,
+) -> Result<Option<Vec<u8>>, StateRefusal> {
+    let resume = bridge.take(state, target)?;
+    let (reply, replied) = oneshot::channel();
+    let _ = resume.send(Resume {
+        id: id.to_owned(),
+        responses,
+        token,
+        cancel: cancel.clone(),
+        reply,
+    });
+    Ok(replied.await.unwrap_or_else(|_| {
+        Some(super::front::error_line(
+            id,
+            INVALID_PARAMS,
+            "the call this retry continues has ended",
+        ))
+    }))
+}
+
+impl StateRefusal {
+    /// Why, in words.
+    pub(crate) fn why(self) -> &'static str {
+        match self {
+            StateRefusal::Invalid => "not one lastmile issued to this session for this request",
+            StateRefusal::Expired => "expired or already used",
+        }
+    }
+}
+
+/// The error answering a retry whose `requestState` was refused (as the SDKs answer it).
+pub(crate) fn invalid_state_line(id: &str, refusal: StateRefusal) -> Vec<u8> {
+    let error = format!(
+        "{{\"code\":{INVALID_PARAMS},\"message\":{},\"data\":{{\"reason\":\"invalid_request_state\"}}}}",
+        json_string(&format!(
+            "Invalid or expired requestState: {}",
+            refusal.why()
+        ))
+    );
+    response_line(id, "error", |o| o.extend_from_slice(error.as_bytes()))
 }
 
 /// The client's answer to one input request, in the type the child's request expects.

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tracing::Instrument;
 
 use super::EXECUTION_ID_META;
-use super::bridge::{self, Resume, RoundSink, Rounds, StateRefusal, Step};
+use super::bridge::{self, RoundSink, Rounds, Step};
 use super::front::{Front, error_line, response_line};
 use super::gate::Refused;
 use crate::audit::{ExecStatus, ExecutionId, ExecutionRecord, PendingExecution, new_execution_id};
@@ -321,15 +321,42 @@ impl Call<'_> {
                 let line = response_line(self.id, "result", |o| {
                     o.extend_from_slice(result.as_bytes())
                 });
-                let rest = Rest {
-                    execution_id: self.execution_id,
-                    redactions: self.redactions,
-                    slot: self.slot,
-                    server: server.to_string(),
-                    pending,
-                };
+                // The row is written once: by the conclusion, or when the client never came back.
+                let row = Arc::new(std::sync::Mutex::new(Some(pending)));
+                let (execution_id, redactions, slot) =
+                    (self.execution_id, self.redactions, self.slot);
+                let (server, concluding) = (server.to_string(), Arc::clone(front));
+                let concluded = Arc::clone(&row);
+                let conclude: bridge::Conclude = Box::new(move |outcome, id| {
+                    Box::pin(async move {
+                        let pending = concluded.lock().ok()?.take()?;
+                        let mut call = Call {
+                            front: &concluding,
+                            id: &id,
+                            execution_id,
+                            redactions,
+                            slot,
+                            task: None,
+                        };
+                        call.conclude(outcome, &server, true, pending).await
+                    })
+                });
+                let session = Arc::clone(&front.session);
+                let abandoned: bridge::Abandoned = Box::new(move || {
+                    Box::pin(async move {
+                        let pending = row.lock().ok().and_then(|mut r| r.take());
+                        if let Some(pending) = pending {
+                            let row = pending.finish(
+                                ExecStatus::Cancelled,
+                                Some("the client did not come back with the input the call asked for".into()),
+                                redactions as u32,
+                            );
+                            session.gate().record(row).await;
+                        }
+                    })
+                });
                 let task = tokio::spawn(
-                    continue_rounds(Arc::clone(front), rounds, rest)
+                    bridge::drive(front.closing().clone(), rounds, conclude, abandoned)
                         .instrument(tracing::Span::current()),
                 );
                 front.bridge.hold(task);
@@ -352,47 +379,28 @@ impl Call<'_> {
         if let Err(e) = gate.live() {
             return Some(mcp_error_line(self.id, &e));
         }
-        let resume = match self.front.bridge.take(state, tool) {
-            Ok(resume) => resume,
+        let resumed = bridge::resume(
+            &self.front.bridge,
+            self.id,
+            state,
+            tool,
+            responses,
+            token,
+            cancel,
+        )
+        .await;
+        match resumed {
+            Ok(answer) => answer,
             Err(refusal) => {
-                let why = match refusal {
-                    StateRefusal::Invalid => {
-                        "not one lastmile issued to this session for this tool"
-                    }
-                    StateRefusal::Expired => "expired or already used",
-                };
                 let row = ExecutionRecord::begin(self.execution_id, &gate.who, "", tool, arguments)
                     .finish(
                         ExecStatus::Denied,
-                        Some(format!("invalid requestState: {why}")),
+                        Some(format!("invalid requestState: {}", refusal.why())),
                         self.redactions as u32,
                     );
                 gate.record(row).await;
-                let error = format!(
-                    "{{\"code\":{},\"message\":{},\"data\":{{\"reason\":\"invalid_request_state\"}}}}",
-                    bridge::INVALID_PARAMS,
-                    json_string(&format!("Invalid or expired requestState: {why}"))
-                );
-                return Some(response_line(self.id, "error", |o| {
-                    o.extend_from_slice(error.as_bytes())
-                }));
+                Some(bridge::invalid_state_line(self.id, refusal))
             }
-        };
-        let (reply, replied) = tokio::sync::oneshot::channel();
-        let _ = resume.send(Resume {
-            id: self.id.to_owned(),
-            responses,
-            token,
-            cancel: cancel.clone(),
-            reply,
-        });
-        match replied.await {
-            Ok(answer) => answer,
-            Err(_) => Some(error_line(
-                self.id,
-                INVALID_PARAMS,
-                "the call this retry continues has ended",
-            )),
         }
     }
 
@@ -501,56 +509,6 @@ impl Call<'_> {
             result.set("resultType", "\"complete\"".into());
         }
         response_line(self.id, "result", |out| result.write(out))
-    }
-}
-
-/// What the rest of a call that waits for input needs to conclude it.
-struct Rest {
-    execution_id: ExecutionId,
-    redactions: usize,
-    slot: Option<usize>,
-    server: String,
-    pending: PendingExecution,
-}
-
-/// The rounds of a call after its first asked for input: each retry resumes it; the answer
-/// goes to the retry that sees the child finish. A client that never comes back (or leaves)
-/// has the child call cancelled, and the call is audited as cancelled.
-async fn continue_rounds(front: Arc<Front>, mut rounds: Rounds, rest: Rest) {
-    loop {
-        let Some(resume) = rounds.resumed(front.closing()).await else {
-            let _ = rounds.abandon().await;
-            let row = rest.pending.finish(
-                ExecStatus::Cancelled,
-                Some("the client did not come back with the input the call asked for".into()),
-                rest.redactions as u32,
-            );
-            front.session.gate().record(row).await;
-            return;
-        };
-        match rounds.round(&resume.cancel).await {
-            Step::Input(result) => {
-                let line = response_line(&resume.id, "result", |o| {
-                    o.extend_from_slice(result.as_bytes())
-                });
-                let _ = resume.reply.send(Some(line));
-            }
-            Step::Done(outcome) => {
-                let mut call = Call {
-                    front: &front,
-                    id: &resume.id,
-                    execution_id: rest.execution_id,
-                    redactions: rest.redactions,
-                    slot: rest.slot,
-                    task: None,
-                };
-                let answer = call
-                    .conclude(outcome, &rest.server, true, rest.pending)
-                    .await;
-                let _ = resume.reply.send(answer);
-                return;
-            }
-        }
     }
 }
 

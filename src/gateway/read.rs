@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rmcp::model::ErrorCode;
 
+use super::bridge;
 use super::call::{INVALID_PARAMS, mcp_error_line, speaks_2026, strip_lifecycle_meta};
 use super::front::{Front, error_line, response_line};
 use super::gate::Refused;
@@ -23,6 +24,15 @@ use crate::wire::{Envelope, RawObject, json_string};
 enum Kind {
     Prompt,
     Resource,
+}
+
+impl Kind {
+    fn method(self) -> &'static str {
+        match self {
+            Kind::Prompt => "prompts/get",
+            Kind::Resource => "resources/read",
+        }
+    }
 }
 
 /// Run one raw `prompts/get` or `resources/read` to its answer (none when cancelled).
@@ -47,7 +57,7 @@ pub(crate) async fn read(front: Arc<Front>, line: Bytes) {
 }
 
 async fn run(
-    front: &Front,
+    front: &Arc<Front>,
     envelope: &Envelope<'_>,
     id: &str,
     kind: Kind,
@@ -93,6 +103,32 @@ async fn run(
             Some(line)
         }
     };
+    // A retry with the input a waiting read asked for: it continues that read.
+    if let Some(state) = params.get_str("requestState").map(|s| s.into_owned()) {
+        if let Err(e) = session.gate().live() {
+            return Some(mcp_error_line(id, &e));
+        }
+        let responses = params.get("inputResponses").map(str::to_owned);
+        let waiting = format!("{method} {target}");
+        return match bridge::resume(
+            &front.bridge,
+            id,
+            &state,
+            &waiting,
+            responses,
+            client_token,
+            cancel,
+        )
+        .await
+        {
+            Ok(answer) => answer,
+            Err(refusal) => {
+                let why = format!("invalid requestState: {}", refusal.why());
+                audit_request(session, method, "", &target, ExecStatus::Denied, Some(&why)).await;
+                Some(bridge::invalid_state_line(id, refusal))
+            }
+        };
+    }
     if let Err(refused) = session.gate().admit(RateBucket::Reads) {
         let (status, e) = match refused {
             Refused::Session(e) => (ExecStatus::Denied, e),
@@ -118,15 +154,143 @@ async fn run(
         params.set(key, json_string(&original));
     }
     strip_lifecycle_meta(&mut params);
+    let timeout = slot.call_timeout(&front.hub.defaults);
+    if v2026 {
+        // The child may ask the client for input while it reads: the read can take rounds.
+        let read = Read {
+            kind,
+            target,
+            server: server.to_string(),
+        };
+        return rounds(
+            front,
+            id,
+            read,
+            params.to_json(),
+            Arc::clone(&child.link),
+            client_token,
+            timeout,
+            cancel,
+        )
+        .await;
+    }
     let progress = client_token.map(|token| ProgressRoute {
         token,
         sink: Arc::clone(&front.progress),
     });
-    let timeout = slot.call_timeout(&front.hub.defaults);
     let outcome = child
         .link
         .call(method, &mut params, progress, timeout, cancel)
         .await;
+    let read = Read {
+        kind,
+        target,
+        server: server.to_string(),
+    };
+    finish(front, id, &read, v2026, outcome).await
+}
+
+/// What a read names, once routed.
+struct Read {
+    kind: Kind,
+    target: String,
+    server: String,
+}
+
+/// A 2026-07-28 read whose child may ask the client for input (see `super::bridge`).
+#[allow(clippy::too_many_arguments)]
+async fn rounds(
+    front: &Arc<Front>,
+    id: &str,
+    read: Read,
+    params: String,
+    link: Arc<crate::downstream::Link>,
+    client_token: Option<String>,
+    timeout: std::time::Duration,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Option<Vec<u8>> {
+    let method = read.kind.method();
+    let sink = bridge::RoundSink::new(client_token, Arc::clone(&front.progress));
+    let (guard, asks) = front.bridge.enter(&read.server);
+    let call_cancel = front.closing().child_token();
+    let child_cancel = call_cancel.clone();
+    let child_sink: Arc<dyn crate::downstream::RawSink> = sink.clone();
+    let child = Box::pin(async move {
+        let Ok(mut params) = RawObject::parse(&params) else {
+            return RawOutcome::Closed;
+        };
+        let route = ProgressRoute {
+            token: "null".into(),
+            sink: child_sink,
+        };
+        link.call(method, &mut params, Some(route), timeout, &child_cancel)
+            .await
+    });
+    let mut rounds = bridge::Rounds::new(
+        Arc::clone(&front.bridge),
+        format!("{method} {}", read.target),
+        child,
+        asks,
+        guard,
+        call_cancel,
+        sink,
+    );
+    match rounds.round(cancel).await {
+        bridge::Step::Done(outcome) => finish(front, id, &read, true, outcome).await,
+        bridge::Step::Input(result) => {
+            let line = response_line(id, "result", |o| o.extend_from_slice(result.as_bytes()));
+            let read = Arc::new(read);
+            let (concluding, for_conclusion) = (Arc::clone(front), Arc::clone(&read));
+            let conclude: bridge::Conclude = Box::new(move |outcome, id| {
+                Box::pin(
+                    async move { finish(&concluding, &id, &for_conclusion, true, outcome).await },
+                )
+            });
+            let session = Arc::clone(&front.session);
+            let abandoned: bridge::Abandoned = Box::new(move || {
+                Box::pin(async move {
+                    audit_request(
+                        &session,
+                        read.kind.method(),
+                        &read.server,
+                        &read.target,
+                        ExecStatus::Cancelled,
+                        Some("the client did not come back with the input the read asked for"),
+                    )
+                    .await;
+                })
+            });
+            let task = tokio::spawn(bridge::drive(
+                front.closing().clone(),
+                rounds,
+                conclude,
+                abandoned,
+            ));
+            front.bridge.hold(task);
+            Some(line)
+        }
+    }
+}
+
+/// The client's answer for how the child's read ended, and its audit row.
+async fn finish(
+    front: &Front,
+    id: &str,
+    read: &Read,
+    v2026: bool,
+    outcome: RawOutcome,
+) -> Option<Vec<u8>> {
+    let (kind, target, server) = (read.kind, &read.target, read.server.as_str());
+    let method = kind.method();
+    let session = &front.session;
+    let refuse = |server: &str, e: rmcp::ErrorData, status: ExecStatus| {
+        let line = mcp_error_line(id, &e);
+        let server = server.to_owned();
+        async move {
+            audit_request(session, method, &server, target, status, Some(&e.message)).await;
+            Some(line)
+        }
+    };
     let redactor = session.redactor();
     let failed =
         |message: String| rmcp::ErrorData::internal_error(scrub_text(redactor, message), None);
@@ -145,15 +309,7 @@ async fn run(
             return refuse(server, e, ExecStatus::Timeout).await;
         }
         RawOutcome::Cancelled => {
-            audit_request(
-                session,
-                method,
-                server,
-                &target,
-                ExecStatus::Cancelled,
-                None,
-            )
-            .await;
+            audit_request(session, method, server, target, ExecStatus::Cancelled, None).await;
             return None;
         }
     };
@@ -194,7 +350,7 @@ async fn run(
                 object.set("cacheScope", "\"private\"".into());
             }
         }
-        audit_request(session, method, server, &target, ExecStatus::Ok, None).await;
+        audit_request(session, method, server, target, ExecStatus::Ok, None).await;
     } else {
         let message = object
             .get_str("message")
@@ -204,7 +360,7 @@ async fn run(
             session,
             method,
             server,
-            &target,
+            target,
             ExecStatus::Error,
             Some(&message),
         )
