@@ -530,3 +530,38 @@ async fn a_prompt_whose_child_asks_for_roots_is_input_required_too() {
         "the read is audited once it completes: {rows:?}"
     );
 }
+
+#[tokio::test]
+async fn a_bridged_calls_progress_moves_to_the_retrys_token() {
+    let w = World::new();
+    w.fixture("alpha", &[], "");
+    let mut raw = client_2026(&w).await;
+    let mut first_params = call("alpha__roots", json!({"arguments": {"progress": true}}));
+    first_params["_meta"]["progressToken"] = json!("round-1");
+    let (first, seen) = raw.request(2, "tools/call", first_params).await;
+    let (key, _, state) = the_input_request(&first);
+    let progress = |lines: &[String]| -> Vec<Value> {
+        lines
+            .iter()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["method"] == "notifications/progress")
+            .collect()
+    };
+    let before = progress(&seen);
+    assert_eq!(before.len(), 1, "{seen:?}");
+    assert_eq!(before[0]["params"]["progressToken"], "round-1");
+    assert_eq!(before[0]["params"]["progress"], 1.0);
+
+    let mut retry = call(
+        "alpha__roots",
+        json!({"arguments": {"progress": true}, "inputResponses": {key: {"roots": []}}, "requestState": state}),
+    );
+    retry["_meta"]["progressToken"] = json!("round-2");
+    let (done, seen) = raw.request(3, "tools/call", retry).await;
+    let after = progress(&seen);
+    assert_eq!(after.len(), 1, "{seen:?}");
+    assert_eq!(after[0]["params"]["progressToken"], "round-2", "{after:?}");
+    assert_eq!(after[0]["params"]["progress"], 2.0);
+    assert_eq!(done["result"]["resultType"], "complete", "{done}");
+    assert!(raw.finish().await.success());
+}

@@ -257,6 +257,7 @@ pub async fn serve<R, W>(
     let (from_face, face_out) = tokio::io::duplex(PIPE);
     tokio::spawn(write_queued(to_face, typed_rx, CancellationToken::new()));
     let peer_upstream = Arc::clone(guarded.face().hub());
+    let face_front = Arc::clone(&front);
     let face = tokio::spawn(async move {
         match guarded.serve((face_in, face_out)).await {
             Ok(service) => {
@@ -264,6 +265,11 @@ pub async fn serve<R, W>(
                 // even when its requests so far took the raw paths.
                 peer_upstream.upstream.set_peer(service.peer());
                 let _ = service.waiting().await;
+            }
+            // A 2026-07-28 client whose requests all took the raw paths never opened the typed
+            // face's lifecycle: nothing went wrong.
+            Err(e) if face_front.v2026.load(Ordering::Relaxed) => {
+                tracing::debug!("the typed face saw no request before the client left: {e}")
             }
             Err(e) => tracing::warn!("the client went away before the session started: {e}"),
         }
