@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use futures::future::BoxFuture;
 
 use super::front::response_line;
-use crate::downstream::{InputBridge, RawOutcome, RawSink};
+use crate::downstream::{InputBridge, Link, ProgressRoute, RawOutcome, RawSink};
 use crate::wire::{Envelope, RawObject, json_string};
 
 /// How long a call waits for the client to come back with its input.
@@ -306,13 +306,13 @@ impl Drop for CallGuard {
 }
 
 /// Progress of a bridged call, under the token of its current round.
-pub(crate) struct RoundSink {
+struct RoundSink {
     current: Mutex<Option<String>>,
     inner: Arc<dyn RawSink>,
 }
 
 impl RoundSink {
-    pub(crate) fn new(token: Option<String>, inner: Arc<dyn RawSink>) -> Arc<Self> {
+    fn new(token: Option<String>, inner: Arc<dyn RawSink>) -> Arc<Self> {
         Arc::new(RoundSink {
             current: Mutex::new(token),
             inner,
@@ -371,20 +371,60 @@ pub(crate) struct Rounds {
     resume: Option<oneshot::Receiver<Resume>>,
 }
 
+/// What a call that may take input sends to its child.
+pub(crate) struct ChildCall {
+    /// The child's link.
+    pub(crate) link: Arc<Link>,
+    /// The server's name (its child's requests are tied to calls by it).
+    pub(crate) server: String,
+    /// `tools/call`, `prompts/get` or `resources/read`.
+    pub(crate) method: &'static str,
+    /// The params object, as the child gets it.
+    pub(crate) params: String,
+    /// The server's `call_timeout`.
+    pub(crate) timeout: Duration,
+}
+
 impl Rounds {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        bridge: Arc<Bridge>,
-        tool: String,
-        child: Pin<Box<dyn Future<Output = RawOutcome> + Send>>,
-        asks: mpsc::Receiver<InputAsk>,
-        guard: CallGuard,
-        call_cancel: CancellationToken,
-        sink: Arc<RoundSink>,
+    /// Send `call` to its child as a call that may take input. `key` names what its sealed
+    /// states continue (the tool, or the method and name or URI); `progress` takes the child's
+    /// progress, under the current round's token; `closing` cancels the call when the client
+    /// has gone.
+    pub(crate) fn start(
+        bridge: &Arc<Bridge>,
+        progress: Arc<dyn RawSink>,
+        closing: &CancellationToken,
+        call: ChildCall,
+        key: String,
+        token: Option<String>,
     ) -> Self {
+        let sink = RoundSink::new(token, progress);
+        let (guard, asks) = bridge.enter(&call.server);
+        let call_cancel = closing.child_token();
+        let child_cancel = call_cancel.clone();
+        let child_sink: Arc<dyn RawSink> = sink.clone();
+        let ChildCall {
+            link,
+            method,
+            params,
+            timeout,
+            ..
+        } = call;
+        let child = Box::pin(async move {
+            let Ok(mut params) = RawObject::parse(&params) else {
+                return RawOutcome::Closed;
+            };
+            // The sink puts the current round's token on each notification.
+            let route = ProgressRoute {
+                token: "null".into(),
+                sink: child_sink,
+            };
+            link.call(method, &mut params, Some(route), timeout, &child_cancel)
+                .await
+        });
         Rounds {
-            bridge,
-            tool,
+            bridge: Arc::clone(bridge),
+            tool: key,
             child,
             asks,
             _guard: guard,

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use tracing::Instrument;
 
 use super::EXECUTION_ID_META;
-use super::bridge::{self, RoundSink, Rounds, Step};
+use super::bridge::{self, Rounds, Step};
 use super::front::{Front, error_line, response_line};
 use super::gate::Refused;
 use crate::audit::{ExecStatus, ExecutionId, ExecutionRecord, PendingExecution, new_execution_id};
@@ -283,37 +283,20 @@ impl Call<'_> {
         pending: PendingExecution,
     ) -> Option<Vec<u8>> {
         let front = self.front;
-        let sink = RoundSink::new(client_token, Arc::clone(&front.progress));
-        let (guard, asks) = front.bridge.enter(server);
-        let call_cancel = front.closing().child_token();
-        let child_cancel = call_cancel.clone();
-        let child_sink: Arc<dyn crate::downstream::RawSink> = sink.clone();
-        let child = Box::pin(async move {
-            let Ok(mut params) = RawObject::parse(&params) else {
-                return RawOutcome::Closed;
-            };
-            // The sink puts the current round's token on each notification.
-            let route = ProgressRoute {
-                token: "null".into(),
-                sink: child_sink,
-            };
-            link.call(
-                "tools/call",
-                &mut params,
-                Some(route),
-                timeout,
-                &child_cancel,
-            )
-            .await
-        });
-        let mut rounds = Rounds::new(
-            Arc::clone(&front.bridge),
+        let call = bridge::ChildCall {
+            link,
+            server: server.to_string(),
+            method: "tools/call",
+            params,
+            timeout,
+        };
+        let mut rounds = Rounds::start(
+            &front.bridge,
+            Arc::clone(&front.progress),
+            front.closing(),
+            call,
             tool.to_string(),
-            child,
-            asks,
-            guard,
-            call_cancel,
-            sink,
+            client_token,
         );
         match rounds.round(cancel).await {
             Step::Done(outcome) => self.conclude(outcome, server, true, pending).await,

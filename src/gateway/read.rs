@@ -210,30 +210,20 @@ async fn rounds(
     cancel: &tokio_util::sync::CancellationToken,
 ) -> Option<Vec<u8>> {
     let method = read.kind.method();
-    let sink = bridge::RoundSink::new(client_token, Arc::clone(&front.progress));
-    let (guard, asks) = front.bridge.enter(&read.server);
-    let call_cancel = front.closing().child_token();
-    let child_cancel = call_cancel.clone();
-    let child_sink: Arc<dyn crate::downstream::RawSink> = sink.clone();
-    let child = Box::pin(async move {
-        let Ok(mut params) = RawObject::parse(&params) else {
-            return RawOutcome::Closed;
-        };
-        let route = ProgressRoute {
-            token: "null".into(),
-            sink: child_sink,
-        };
-        link.call(method, &mut params, Some(route), timeout, &child_cancel)
-            .await
-    });
-    let mut rounds = bridge::Rounds::new(
-        Arc::clone(&front.bridge),
+    let call = bridge::ChildCall {
+        link,
+        server: read.server.clone(),
+        method,
+        params,
+        timeout,
+    };
+    let mut rounds = bridge::Rounds::start(
+        &front.bridge,
+        Arc::clone(&front.progress),
+        front.closing(),
+        call,
         format!("{method} {}", read.target),
-        child,
-        asks,
-        guard,
-        call_cancel,
-        sink,
+        client_token,
     );
     match rounds.round(cancel).await {
         bridge::Step::Done(outcome) => finish(front, id, &read, true, outcome).await,
