@@ -605,3 +605,56 @@ async fn an_oversized_message_is_refused_by_name_and_serving_goes_on() {
     assert!(answer.to_string().contains("still serving"), "{answer}");
     assert!(raw.finish().await.success());
 }
+
+/// Lines written to `path` so far, once there are at least `n` (waits up to 10 s).
+#[cfg(unix)]
+async fn lines_of(path: &std::path::Path, n: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        if lines.len() >= n || std::time::Instant::now() > deadline {
+            return lines;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_piped_stdin_with_stdout_to_a_file_keeps_reading_between_messages() {
+    use tokio::io::AsyncWriteExt;
+    let w = World::new();
+    w.fixture("alpha", &[], "");
+    let out_path = w.path("out.jsonl");
+    let out = std::fs::File::create(&out_path).unwrap();
+    let mut child = w
+        .command(&["serve"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(out)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}});
+    stdin
+        .write_all(format!("{init}\n").as_bytes())
+        .await
+        .unwrap();
+    // Nothing more to read until the answer is out: the next read finds an empty pipe.
+    assert_eq!(lines_of(&out_path, 1).await.len(), 1);
+    stdin
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\"}\n")
+        .await
+        .unwrap();
+    let lines = lines_of(&out_path, 2).await;
+    assert_eq!(
+        lines.len(),
+        2,
+        "the session ended after its first message: {lines:?}"
+    );
+    assert!(lines[1].contains("alpha__echo"), "{}", lines[1]);
+    drop(stdin);
+    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+}

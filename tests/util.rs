@@ -268,10 +268,18 @@ impl World {
             out
         });
         let recorder = client.clone();
-        let client = client
-            .serve(transport)
-            .await
-            .expect("MCP handshake with lastmile");
+        let client = match client.serve(transport).await {
+            Ok(client) => client,
+            Err(e) => {
+                // What lastmile said on its way out is the diagnosis.
+                let said = tokio::time::timeout(Duration::from_secs(5), stderr_task)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
+                panic!("MCP handshake with lastmile: {e}\nits stderr:\n{said}");
+            }
+        };
         Session {
             client: Some(client),
             recorder,

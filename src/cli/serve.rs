@@ -244,14 +244,27 @@ fn open_audit(
             }
         };
         drop(lock);
-        let key = AuditKey::from_secret(&key).map_err(|e| e.to_string())?;
-        let mark = Box::new(super::audit::KeyringMark(Arc::clone(store)));
-        Ok(AuditWriter::open_guarded(
-            &db_path(&profile.data_dir),
-            key,
-            WriterOptions::default(),
-            Some(mark),
-        ))
+        // Two processes opening a fresh database at once (Claude Desktop and Claude Code
+        // starting together) can meet a lock SQLite reports at once, without waiting: try again
+        // for a moment. A lock held for longer already waited out the busy timeout.
+        let started = std::time::Instant::now();
+        loop {
+            let secret = AuditKey::from_secret(&key).map_err(|e| e.to_string())?;
+            let mark = Box::new(super::audit::KeyringMark(Arc::clone(store)));
+            match AuditWriter::open_guarded(
+                &db_path(&profile.data_dir),
+                secret,
+                WriterOptions::default(),
+                Some(mark),
+            ) {
+                Err(AuditError::Locked { .. })
+                    if started.elapsed() < std::time::Duration::from_secs(2) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return Ok(other),
+            }
+        }
     })();
     match opened {
         Ok(Ok(writer)) => Ok(Some(writer)),
@@ -367,25 +380,37 @@ type ClientIo = (
 /// thread, which costs two thread hops per message. Anything else (a file, a terminal) falls
 /// back to those.
 fn client_stdio() -> ClientIo {
+    // Each side on its own: turning stdin into a reactor pipe makes its file description
+    // non-blocking, so stdin must not then fall back to tokio's blocking reader when only
+    // stdout is not a pipe (`lastmile serve > file`).
     #[cfg(unix)]
     {
         use std::os::fd::AsFd;
         use tokio::net::unix::pipe;
-        let input = std::io::stdin()
+        let input: Box<dyn tokio::io::AsyncRead + Unpin + Send> = match std::io::stdin()
             .as_fd()
             .try_clone_to_owned()
             .ok()
-            .and_then(|fd| pipe::Receiver::from_file(std::fs::File::from(fd)).ok());
-        let output = std::io::stdout()
+            .and_then(|fd| pipe::Receiver::from_file(std::fs::File::from(fd)).ok())
+        {
+            Some(pipe) => Box::new(pipe),
+            None => Box::new(tokio::io::stdin()),
+        };
+        let output: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = match std::io::stdout()
             .as_fd()
             .try_clone_to_owned()
             .ok()
-            .and_then(|fd| pipe::Sender::from_file(std::fs::File::from(fd)).ok());
-        if let (Some(input), Some(output)) = (input, output) {
-            return (Box::new(input), Box::new(output));
-        }
+            .and_then(|fd| pipe::Sender::from_file(std::fs::File::from(fd)).ok())
+        {
+            Some(pipe) => Box::new(pipe),
+            None => Box::new(tokio::io::stdout()),
+        };
+        (input, output)
     }
-    (Box::new(tokio::io::stdin()), Box::new(tokio::io::stdout()))
+    #[cfg(not(unix))]
+    {
+        (Box::new(tokio::io::stdin()), Box::new(tokio::io::stdout()))
+    }
 }
 
 #[cfg(unix)]
