@@ -193,6 +193,9 @@ async fn two_hundred_concurrent_calls_across_three_children() {
 
 #[tokio::test]
 async fn a_child_flooding_stderr_is_contained() {
+    if skipped_here("a_child_flooding_stderr_is_contained") {
+        return;
+    }
     let w = World::new();
     // A "server" that floods stderr and never speaks MCP: it fails its start-up without
     // stopping the gateway, and its output does not flood lastmile's own stderr.
