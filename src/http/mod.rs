@@ -494,17 +494,8 @@ fn is_2026(headers: &HeaderMap, envelope: &Envelope<'_>) -> bool {
     if envelope.method().as_deref() == Some("server/discover") {
         return true;
     }
-    let meta_version = envelope
-        .params()
-        .ok()
-        .flatten()
-        .and_then(|p| p.get("_meta").map(str::to_owned))
-        .and_then(|m| {
-            RawObject::parse(&m)
-                .ok()?
-                .get_str("io.modelcontextprotocol/protocolVersion")
-                .map(|v| v.into_owned())
-        });
+    let meta_version = meta_entry(envelope, PROTOCOL_VERSION_META)
+        .and_then(|v| serde_json::from_str::<String>(&v).ok());
     meta_version.is_some_and(|v| v.as_str() >= V_2026_07_28)
 }
 
@@ -583,12 +574,7 @@ fn status_2026(line: &[u8], meta_malformed: bool) -> StatusCode {
 }
 
 fn has_progress_token(envelope: &Envelope<'_>) -> bool {
-    envelope
-        .params()
-        .ok()
-        .flatten()
-        .and_then(|p| p.get("_meta").map(str::to_owned))
-        .is_some_and(|m| RawObject::parse(&m).is_ok_and(|m| m.get("progressToken").is_some()))
+    meta_entry(envelope, "progressToken").is_some()
 }
 
 fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
