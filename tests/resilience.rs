@@ -91,6 +91,67 @@ async fn a_crashed_child_is_restarted_and_its_tools_return() {
 }
 
 #[tokio::test]
+async fn a_call_made_while_its_server_restarts_waits_for_the_restart() {
+    let w = World::new();
+    let marker = w.path("failed.marker");
+    w.fixture("quick", &[], "");
+    // The first start fails; the restart is due a second or so later.
+    w.fixture(
+        "late",
+        &["--fail-start-once", marker.to_str().unwrap()],
+        "restart = { backoff = \"2s\" }",
+    );
+    let s = w.serve().await;
+    let first = s.tool_names().await;
+    assert!(marker.exists(), "the first start never ran");
+    assert!(!first.iter().any(|n| n.starts_with("late__")), "{first:?}");
+    // Not "unknown tool": the call waits for the restart and is served.
+    let r = s
+        .call("late__echo", json!({ "text": "waited" }))
+        .await
+        .unwrap();
+    assert_eq!(text_of(&r), "waited", "{r:?}");
+    s.close().await;
+}
+
+#[tokio::test]
+async fn a_call_to_a_server_that_gave_up_names_the_server_and_why() {
+    let w = World::new();
+    w.fixture("dead", &["--fail-start"], "restart = { max_tries = 0 }");
+    w.fixture("steady", &[], "");
+    let s = w.serve().await;
+    assert!(!s.tool_names().await.iter().any(|n| n.starts_with("dead__")));
+    let r = s.call("dead__echo", json!({ "text": "x" })).await.unwrap();
+    assert_eq!(r.is_error, Some(true));
+    let text = text_of(&r);
+    assert!(text.contains("server `dead` is not running"), "{text}");
+    assert!(text.contains("gave up"), "{text}");
+    let e = s
+        .client()
+        .get_prompt(rmcp::model::GetPromptRequestParams::new("dead__greet"))
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{e:?}").contains("server `dead` is not running"),
+        "{e:?}"
+    );
+    // A name in no server's namespace is still just unknown.
+    let e = s.call("nobody__echo", json!({})).await.unwrap_err();
+    assert!(
+        format!("{e:?}").contains("unknown tool `nobody__echo`"),
+        "{e:?}"
+    );
+    s.close().await;
+    // The first is in the audit log as an error of its server.
+    let rows = w.audit_export().await;
+    assert!(
+        rows.iter()
+            .any(|r| r["server"] == "dead" && r["status"] == "error"),
+        "{rows:?}"
+    );
+}
+
+#[tokio::test]
 async fn restarts_give_up_after_max_tries_and_the_rest_keep_serving() {
     let w = World::new();
     w.fixture(

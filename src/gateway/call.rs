@@ -158,7 +158,7 @@ impl Call<'_> {
         let hub = &front.hub;
         // A call waiting for its server to start can be cancelled too (and is recorded).
         let manifest = tokio::select! {
-            m = hub.manifest_for(|m| m.tool(&name).map(|r| r.slot)) => m,
+            m = hub.manifest_for_name(&name, |m| m.tool(&name).map(|r| r.slot)) => m,
             _ = cancel.cancelled() => {
                 let row = begin("", &name, arguments).finish(
                     ExecStatus::Cancelled,
@@ -170,6 +170,17 @@ impl Call<'_> {
             }
         };
         let Some(route) = manifest.tool(&name) else {
+            // In the namespace of one of this session's servers that is down: say why.
+            if let Some((server, why)) = hub.why_down(&name) {
+                let message = scrub_text(redactor, why);
+                let row = begin(server, &scrub_text(redactor, name), arguments).finish(
+                    ExecStatus::Error,
+                    Some(message.clone()),
+                    self.redactions as u32,
+                );
+                gate.record(row).await;
+                return Some(self.tool_error(&message, v2026));
+            }
             // The same answer for a hidden server's tool as for a name that never existed.
             let row = begin("", &name, arguments).finish(
                 ExecStatus::Denied,

@@ -466,7 +466,7 @@ impl ServerHandler for Face {
             Reference::Prompt(p) => {
                 let manifest = self
                     .hub
-                    .manifest_for(|m| m.prompt(&p.name).map(|r| r.slot))
+                    .manifest_for_name(&p.name, |m| m.prompt(&p.name).map(|r| r.slot))
                     .await;
                 let Some(route) = manifest.prompt(&p.name) else {
                     return Err(McpError::invalid_params(
@@ -545,9 +545,21 @@ impl Face {
         }
         let manifest = self
             .hub
-            .manifest_for(|m| m.tool(&request.name).map(|r| r.slot))
+            .manifest_for_name(&request.name, |m| m.tool(&request.name).map(|r| r.slot))
             .await;
         let Some(route) = manifest.tool(&request.name) else {
+            // In the namespace of one of this session's servers that is down: say why.
+            if let Some((server, why)) = self.hub.why_down(&request.name) {
+                let message = scrub_text(redactor, why);
+                let tool = scrub_text(redactor, request.name.to_string());
+                let row = begin(server, &tool, arguments).finish(
+                    ExecStatus::Error,
+                    Some(message.clone()),
+                    redactions as u32,
+                );
+                gate.record(row).await;
+                return Ok(with_execution_id(tool_error(message), execution_id));
+            }
             // The same answer for a hidden server's tool as for a name that never existed.
             let e = McpError::invalid_params(format!("unknown tool `{}`", request.name), None);
             let row = begin("", &request.name, arguments).finish(
@@ -741,9 +753,13 @@ impl Face {
     ) -> Result<(usize, Arc<Child>, String), McpError> {
         let manifest = self
             .hub
-            .manifest_for(|m| m.prompt(name).map(|r| r.slot))
+            .manifest_for_name(name, |m| m.prompt(name).map(|r| r.slot))
             .await;
         let Some(route) = manifest.prompt(name) else {
+            if let Some((_, why)) = self.hub.why_down(name) {
+                let why = scrub_text(self.hub.upstream.redactor(), why);
+                return Err(McpError::internal_error(why, None));
+            }
             return Err(McpError::invalid_params(
                 format!("unknown prompt `{name}`"),
                 None,

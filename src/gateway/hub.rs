@@ -197,6 +197,64 @@ impl Hub {
         }
     }
 
+    /// As `manifest_for`, for an exposed tool or prompt `name`. A name still unknown that lies in
+    /// the namespace of a server between starts (its first start failed, or it died, and a
+    /// restart is due) is resolved once that server is up again or has failed again, bounded by
+    /// its longest backoff plus its startup_timeout: a call made while a server restarts waits
+    /// for it rather than being told its tool does not exist.
+    pub async fn manifest_for_name(
+        &self,
+        name: &str,
+        slot_of: impl Fn(&Manifest) -> Option<usize>,
+    ) -> Arc<Manifest> {
+        let m = self.manifest_for(&slot_of).await;
+        if slot_of(&m).is_some() {
+            return m;
+        }
+        let Some(i) = self.down_owner(name) else {
+            return m;
+        };
+        let slot = &self.slots[i];
+        if !matches!(
+            *slot.status.borrow(),
+            SlotStatus::Restarting(_) | SlotStatus::Starting
+        ) {
+            return m;
+        }
+        let bound = self.policy(slot).backoff_cap + slot.startup_timeout(&self.defaults);
+        let mut rx = slot.status.subscribe();
+        let _ = tokio::time::timeout(
+            bound,
+            rx.wait_for(|s| !matches!(s, SlotStatus::Restarting(_) | SlotStatus::Starting)),
+        )
+        .await;
+        self.manifest()
+    }
+
+    /// For an unknown `name` in the namespace of one of this session's servers that is down:
+    /// that server's name and why it is down (unscrubbed), which says more than "unknown" would.
+    /// Only the session's own servers are slots, so this names nothing it may not see.
+    pub fn why_down(&self, name: &str) -> Option<(&str, String)> {
+        let slot = &self.slots[self.down_owner(name)?];
+        let why = slot
+            .running_child()
+            .err()
+            .unwrap_or_else(|| format!("server `{}` has just restarted: retry", slot.server.name));
+        Some((&slot.server.name, why))
+    }
+
+    /// The server with no running child in whose namespace (`{prefix}__`) exposed `name` lies.
+    fn down_owner(&self, name: &str) -> Option<usize> {
+        self.slots.iter().position(|s| {
+            let prefix = s.server.prefix();
+            !prefix.is_empty()
+                && s.child.load().is_none()
+                && name
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| rest.starts_with("__"))
+        })
+    }
+
     /// Wait until slot `i` has left its first start (running, failed, restarting), at most its
     /// startup_timeout.
     async fn wait_slot(&self, i: usize) {
@@ -315,7 +373,13 @@ impl Hub {
                 let retry = !matches!(e, StartError::Spawn(_));
                 self.record_start(index, Some(&e.to_string()));
                 self.forget_cached(index);
-                slot.set_status(SlotStatus::Failed(e.to_string()));
+                // A retry is due (or the policy gives up, which says so): never a moment of
+                // `Failed` that a waiting call would take for the end.
+                slot.set_status(if retry {
+                    SlotStatus::Restarting(e.to_string())
+                } else {
+                    SlotStatus::Failed(e.to_string())
+                });
                 self.rebuild();
                 Err(retry.then(|| e.to_string()))
             }
