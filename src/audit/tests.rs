@@ -405,7 +405,11 @@ fn verify_catches_a_rewritten_tail_and_a_forged_or_missing_checkpoint() {
     f.fill(2);
     let head = head_path(&f.path);
     let saved = std::fs::read_to_string(&head).unwrap();
-    std::fs::write(&head, saved.replace("seq 5", "seq 4")).unwrap();
+    std::fs::write(
+        &head,
+        saved.replace(&format!("seq {:019}", 5), &format!("seq {:019}", 4)),
+    )
+    .unwrap();
     assert!(matches!(
         f.verify().broken,
         Some(ChainBreak::CheckpointForged { .. })
@@ -1002,7 +1006,11 @@ fn a_forged_or_deleted_checkpoint_is_refused_by_the_writer() {
     f.fill(1);
     let head = head_path(&f.path);
     let saved = std::fs::read_to_string(&head).unwrap();
-    std::fs::write(&head, saved.replace("seq 4", "seq 3")).unwrap();
+    std::fs::write(
+        &head,
+        saved.replace(&format!("seq {:019}", 4), &format!("seq {:019}", 3)),
+    )
+    .unwrap();
     let e = AuditWriter::open(&f.path, key()).unwrap_err();
     assert!(matches!(
         chain_break(e),
