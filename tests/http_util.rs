@@ -230,8 +230,9 @@ impl Resp {
         {
             self.body
                 .lines()
-                .filter_map(|l| l.strip_prefix("data: "))
-                .map(|d| serde_json::from_str(d).expect("JSON data"))
+                .filter_map(|l| l.strip_prefix("data:"))
+                .filter(|d| !d.trim().is_empty())
+                .map(|d| serde_json::from_str(d.trim()).expect("JSON data"))
                 .collect()
         } else {
             vec![self.json()]
@@ -280,12 +281,32 @@ impl Stream {
     /// The next message (`data:` of the next event), waiting up to 10 s; `None` at its end.
     pub async fn next(&mut self) -> Option<Value> {
         loop {
+            if let (_, Some(data)) = self.next_event().await? {
+                return Some(data);
+            }
+        }
+    }
+
+    /// The next event, waiting up to 10 s: its id and its message (`None` for a priming event,
+    /// which has no data); `None` at the stream's end. Comments (keep-alives) are skipped.
+    pub async fn next_event(&mut self) -> Option<(Option<String>, Option<Value>)> {
+        loop {
             if let Some(end) = self.pending.find("\n\n") {
                 let event: String = self.pending.drain(..end + 2).collect();
-                if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) {
-                    return Some(serde_json::from_str(data).expect("JSON data"));
+                let field = |name: &str| {
+                    event
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .map(|v| v.trim().to_string())
+                };
+                let (id, data) = (field("id:"), field("data:"));
+                if id.is_none() && data.is_none() {
+                    continue;
                 }
-                continue;
+                let data = data
+                    .filter(|d| !d.is_empty())
+                    .map(|d| serde_json::from_str(&d).expect("JSON data"));
+                return Some((id, data));
             }
             let more = tokio::time::timeout(Duration::from_secs(10), self.read_some())
                 .await

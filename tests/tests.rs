@@ -14,6 +14,8 @@ mod first_turn;
 #[cfg(unix)]
 mod http;
 #[cfg(unix)]
+mod http_resume;
+#[cfg(unix)]
 mod http_status_2026;
 #[cfg(unix)]
 mod http_util;

@@ -50,6 +50,10 @@ pub struct HttpSection {
     /// A session with no request for this long is closed (its children stop).
     #[serde(default = "HttpSection::default_session_idle")]
     pub session_idle: DurationSpec,
+    /// How long a request's event stream whose connection dropped waits for its client to
+    /// resume it (`GET` with `Last-Event-ID`) before its request is cancelled.
+    #[serde(default = "HttpSection::default_resume_window")]
+    pub resume_window: DurationSpec,
 }
 
 impl HttpSection {
@@ -68,6 +72,9 @@ impl HttpSection {
     fn default_session_idle() -> DurationSpec {
         DurationSpec(std::time::Duration::from_secs(30 * 60))
     }
+    fn default_resume_window() -> DurationSpec {
+        DurationSpec(std::time::Duration::from_secs(30))
+    }
 }
 
 impl Default for HttpSection {
@@ -84,6 +91,7 @@ impl Default for HttpSection {
             max_sessions: Self::default_max_sessions(),
             max_sessions_per_identity: Self::default_max_sessions_per_identity(),
             session_idle: Self::default_session_idle(),
+            resume_window: Self::default_resume_window(),
         }
     }
 }

@@ -22,6 +22,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::resume::{self, Backlog, Claim, GET_STREAM, PostStream};
 use crate::config::Tier;
 use crate::gateway::{ClientSession, Face, Guarded, Hub, serve_front};
 use crate::wire::{Envelope, Frame, FrameReader, Kind, RawObject, write_queued};
@@ -71,7 +72,12 @@ pub(crate) struct Instance {
     pub(crate) hub: Arc<Hub>,
     input: mpsc::Sender<Bytes>,
     pending: Mutex<HashMap<String, Pending>>,
-    stream: Mutex<Option<mpsc::Sender<Bytes>>>,
+    stream: Mutex<GetStream>,
+    /// Request streams that may be taken over by a resume, by stream number.
+    resumable: Mutex<HashMap<u64, mpsc::Sender<Claim>>>,
+    next_stream: AtomicU64,
+    /// How long a dropped request stream waits to be resumed.
+    pub(crate) resume_window: std::time::Duration,
     next: AtomicU64,
     /// Milliseconds since `born` of the last request (idle sessions are closed).
     last_used: AtomicU64,
@@ -80,6 +86,15 @@ pub(crate) struct Instance {
     closing: CancellationToken,
     /// Fired once the front has ended.
     ended: CancellationToken,
+}
+
+/// The session's `GET` stream: the open connection (if any) and its last events, which are
+/// kept even while none is open, so a reconnect with `Last-Event-ID` misses nothing kept.
+#[derive(Default)]
+struct GetStream {
+    tx: Option<mpsc::Sender<Bytes>>,
+    seq: u64,
+    backlog: Backlog,
 }
 
 /// Why a message could not enter a session.
@@ -101,6 +116,7 @@ impl Instance {
         client: Arc<ClientSession>,
         hub: Arc<Hub>,
         max_message: usize,
+        resume_window: std::time::Duration,
     ) -> Arc<Self> {
         let (front_in, to_front) = tokio::io::duplex(PIPE);
         let (from_front, front_out) = tokio::io::duplex(PIPE);
@@ -114,6 +130,9 @@ impl Instance {
             input,
             pending: Mutex::default(),
             stream: Mutex::default(),
+            resumable: Mutex::default(),
+            next_stream: AtomicU64::new(GET_STREAM + 1),
+            resume_window,
             next: AtomicU64::new(1),
             last_used: AtomicU64::new(0),
             born: Instant::now(),
@@ -150,7 +169,7 @@ impl Instance {
             || self
                 .stream
                 .lock()
-                .map(|s| s.as_ref().is_some_and(|tx| !tx.is_closed()))
+                .map(|s| s.tx.as_ref().is_some_and(|tx| !tx.is_closed()))
                 .unwrap_or(true);
         if busy {
             return None;
@@ -169,9 +188,7 @@ impl Instance {
     /// stop. Returns once the front has ended.
     pub(crate) async fn close(&self) {
         self.closing.cancel();
-        if let Ok(mut s) = self.stream.lock() {
-            s.take();
-        }
+        self.end_streams();
         self.ended.cancelled().await;
         self.hub.stop_all().await;
     }
@@ -243,13 +260,66 @@ impl Instance {
         self.send_line(line).await
     }
 
-    /// Open the session's `GET` stream (a newer one replaces an older one).
-    pub(crate) fn open_stream(&self) -> mpsc::Receiver<Bytes> {
+    /// Open the session's `GET` stream (a newer one replaces an older one): the kept events
+    /// after `resume_after` (a reconnect's `Last-Event-ID`), then the live ones, as SSE events.
+    /// With `prime`, a first event gives the client an id to come back with.
+    pub(crate) fn open_stream(
+        &self,
+        resume_after: Option<u64>,
+        prime: bool,
+    ) -> (std::collections::VecDeque<Bytes>, mpsc::Receiver<Bytes>) {
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        let mut first = std::collections::VecDeque::new();
         if let Ok(mut s) = self.stream.lock() {
-            *s = Some(tx);
+            // Under the lock that `to_stream` takes to number an event: each event is either
+            // in this replay or sent to the new connection, never both or neither.
+            if let Some(seq) = resume_after {
+                first = s.backlog.after(seq);
+            } else if prime {
+                first.push_back(resume::priming(GET_STREAM, s.seq));
+            }
+            s.tx = Some(tx);
+        }
+        (first, rx)
+    }
+
+    /// A number for a new request stream.
+    pub(crate) fn next_stream(&self) -> u64 {
+        self.next_stream.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Let request stream `stream` be claimed by a resume: claims arrive on the receiver.
+    pub(crate) fn resumable(&self, stream: u64) -> mpsc::Receiver<Claim> {
+        let (tx, rx) = mpsc::channel(1);
+        if let Ok(mut r) = self.resumable.lock() {
+            r.insert(stream, tx);
         }
         rx
+    }
+
+    /// Request stream `stream` has ended.
+    pub(crate) fn forget_resumable(&self, stream: u64) {
+        if let Ok(mut r) = self.resumable.lock() {
+            r.remove(&stream);
+        }
+    }
+
+    /// Take over request stream `stream` (parked, or live on a connection that will end), with
+    /// its kept events after `seq` first; `None` if it has ended or expired, or never was.
+    pub(crate) async fn claim(&self, stream: u64, seq: u64) -> Option<PostStream> {
+        let tx = self.resumable.lock().ok()?.remove(&stream)?;
+        let (claim, taken) = tokio::sync::oneshot::channel();
+        tx.send(claim).await.ok()?;
+        Some(taken.await.ok()?.resumed(seq))
+    }
+
+    fn end_streams(&self) {
+        if let Ok(mut s) = self.stream.lock() {
+            s.tx = None;
+        }
+        if let Ok(mut r) = self.resumable.lock() {
+            r.clear();
+        }
     }
 
     async fn send_line(&self, mut line: Vec<u8>) -> Result<(), SendError> {
@@ -286,9 +356,7 @@ impl Instance {
         if let Ok(mut p) = self.pending.lock() {
             p.clear();
         }
-        if let Ok(mut s) = self.stream.lock() {
-            s.take();
-        }
+        self.end_streams();
     }
 
     async fn route_out(&self, line: Bytes) {
@@ -348,12 +416,25 @@ impl Instance {
     }
 
     async fn to_stream(&self, line: Bytes) {
-        let tx = self.stream.lock().ok().and_then(|s| s.clone());
-        match tx {
-            Some(tx) => {
-                let _ = tx.send(line).await;
+        let resumable = self.id.is_some();
+        let numbered = self.stream.lock().ok().map(|mut s| {
+            s.seq += 1;
+            let id = resumable.then_some((GET_STREAM, s.seq));
+            let event = resume::event(id, &line);
+            if resumable {
+                let seq = s.seq;
+                s.backlog.push(seq, event.clone());
             }
-            None => tracing::debug!(
+            (event, s.tx.clone())
+        });
+        match numbered {
+            Some((event, Some(tx))) => {
+                let _ = tx.send(event).await;
+            }
+            _ if resumable => tracing::debug!(
+                "a message for the client is kept for a GET stream to come (none is open)"
+            ),
+            _ => tracing::debug!(
                 "a message for the client was dropped: no GET stream is open on its session"
             ),
         }

@@ -21,6 +21,7 @@
 mod instance;
 mod origin;
 mod registry;
+mod resume;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -41,6 +42,7 @@ pub use origin::{OriginPolicy, OriginRefusal};
 
 use self::instance::{Instance, Message, SendError};
 use self::registry::{Registry, SessionError};
+use self::resume::PostStream;
 use crate::config::{AuthMode, ExtractorPreset, HttpSection};
 use crate::edge::{DenialCheck, Edge, Refusal, Verified};
 use crate::gateway::SessionProfile;
@@ -51,6 +53,8 @@ use crate::wire::{Envelope, Kind, RawObject, json_string};
 const SESSION_HEADER: &str = "mcp-session-id";
 /// The protocol version header.
 const VERSION_HEADER: &str = "mcp-protocol-version";
+/// Where a reconnecting event stream stopped.
+const LAST_EVENT_ID: &str = "last-event-id";
 /// The first stateless version.
 const V_2026_07_28: &str = "2026-07-28";
 /// The RFC 9728 metadata path.
@@ -184,7 +188,7 @@ async fn mcp(
     };
     let mut response = match parts.method {
         Method::POST => gw.post(&who, &parts.headers, body).await,
-        Method::GET => gw.stream(&who, &parts.headers),
+        Method::GET => gw.stream(&who, &parts.headers).await,
         Method::DELETE => gw.delete(&who, &parts.headers).await,
         _ => {
             let mut r = plain(
@@ -386,19 +390,8 @@ impl HttpGateway {
             Err(e) => return send_error(&e),
         };
         let mut response = if sse {
-            sse_response(futures::stream::unfold(
-                Some((exchange, rx)),
-                |state| async move {
-                    let (mut exchange, mut rx) = state?;
-                    match rx.recv().await? {
-                        Message::Interim(line) => Some((sse_event(&line), Some((exchange, rx)))),
-                        Message::Final(line) => {
-                            exchange.answered();
-                            Some((sse_event(&line), None))
-                        }
-                    }
-                },
-            ))
+            let prime = primes(headers);
+            sse_response(PostStream::open(&instance, exchange, rx, prime).into_body())
         } else {
             let answer = loop {
                 match rx.recv().await {
@@ -435,7 +428,7 @@ impl HttpGateway {
     }
 
     /// `GET /mcp`: the session's stream of messages no request asked for.
-    fn stream(&self, who: &Verified, headers: &HeaderMap) -> Response {
+    async fn stream(&self, who: &Verified, headers: &HeaderMap) -> Response {
         if !accepts(headers, "text/event-stream") {
             return plain(
                 StatusCode::NOT_ACCEPTABLE,
@@ -460,14 +453,45 @@ impl HttpGateway {
             Ok(i) => i,
             Err(e) => return session_error(&e),
         };
-        let rx = instance.open_stream();
-        let events = futures::stream::unfold(rx, |mut rx| async move {
-            tokio::select! {
-                line = rx.recv() => line.map(|l| (sse_event(&l), rx)),
-                _ = tokio::time::sleep(KEEPALIVE) => Some((Ok(Bytes::from_static(b": keep-alive\n\n")), rx)),
+        let resume_from = match header_text(headers, LAST_EVENT_ID) {
+            None => None,
+            Some(text) => match resume::parse_event_id(text) {
+                Some(at) => Some(at),
+                None => {
+                    return plain(
+                        StatusCode::BAD_REQUEST,
+                        "bad_last_event_id",
+                        "Last-Event-ID is not an event id lastmile gave ({stream}-{seq})",
+                    );
+                }
+            },
+        };
+        match resume_from {
+            Some((stream, seq)) if stream != resume::GET_STREAM => {
+                match instance.claim(stream, seq).await {
+                    Some(resumed) => sse_response(resumed.into_body()),
+                    None => plain(
+                        StatusCode::GONE,
+                        "stream_gone",
+                        "that stream has ended or waited longer than its client may come back",
+                    ),
+                }
             }
-        });
-        sse_response(events)
+            _ => {
+                let after = resume_from.map(|(_, seq)| seq);
+                let (first, rx) = instance.open_stream(after, primes(headers));
+                let live = futures::stream::unfold(rx, |mut rx| async move {
+                    tokio::select! {
+                        event = rx.recv() => event.map(|e| (Ok(e), rx)),
+                        _ = tokio::time::sleep(KEEPALIVE) => Some((Ok(Bytes::from_static(b": keep-alive\n\n")), rx)),
+                    }
+                });
+                sse_response(futures::StreamExt::chain(
+                    futures::stream::iter(first.into_iter().map(Ok)),
+                    live,
+                ))
+            }
+        }
     }
 
     async fn delete(&self, who: &Verified, headers: &HeaderMap) -> Response {
@@ -604,12 +628,9 @@ fn accepts(headers: &HeaderMap, kind: &str) -> bool {
     })
 }
 
-fn sse_event(line: &[u8]) -> Result<Bytes, Infallible> {
-    let mut out = Vec::with_capacity(line.len() + 24);
-    out.extend_from_slice(b"event: message\ndata: ");
-    out.extend_from_slice(line);
-    out.extend_from_slice(b"\n\n");
-    Ok(Bytes::from(out))
+/// Whether the client's version expects a priming event on a stream (2025-11-25 and later).
+fn primes(headers: &HeaderMap) -> bool {
+    header_text(headers, VERSION_HEADER).is_some_and(|v| v >= "2025-11-25")
 }
 
 fn sse_response(

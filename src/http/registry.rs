@@ -60,6 +60,7 @@ pub(crate) struct Registry {
     max_sessions: usize,
     per_identity: usize,
     pub(crate) idle: Duration,
+    resume_window: Duration,
     sessions: Mutex<HashMap<String, Arc<Instance>>>,
     /// One 2026-07-28 session per identity (an async lock: two first requests make one).
     stateless: tokio::sync::Mutex<HashMap<Owner, Arc<Instance>>>,
@@ -84,6 +85,7 @@ impl Registry {
             max_sessions: http.max_sessions.max(1),
             per_identity: http.max_sessions_per_identity.max(1),
             idle: http.session_idle.0,
+            resume_window: http.resume_window.0,
             sessions: Mutex::default(),
             stateless: tokio::sync::Mutex::default(),
             limits: Mutex::default(),
@@ -217,7 +219,8 @@ impl Registry {
         )
         .await;
         tracing::info!(subject = %owner.subject, tier = %owner.tier, mcp_session = id.as_deref().unwrap_or("2026-07-28"), "HTTP session opened");
-        let instance = Instance::start(id, owner, client, hub, self.max_message);
+        let instance =
+            Instance::start(id, owner, client, hub, self.max_message, self.resume_window);
         instance.touch();
         Ok(instance)
     }
