@@ -271,3 +271,45 @@ async fn a_get_stream_reconnect_gets_what_came_while_it_was_away() {
     assert!(live.unwrap().to_string().contains("note 4"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_session_ending_while_an_answered_stream_waits_ends_it_cleanly() {
+    let w = World::new();
+    let gate = w.path("answer.gate");
+    w.fixture("alpha", &[], "");
+    let server = HttpServer::start(&w).await;
+    let session = open_session(&server, &[]).await;
+    let call = request(
+        8,
+        "tools/call",
+        json!({"name": "alpha__progress",
+               "arguments": {"steps": 1, "until": gate.to_str().unwrap()},
+               "_meta": {"progressToken": "p"}}),
+    );
+    let mut first = post_stream(&server, &session, &call).open().await;
+    assert!(first.next_event().await.is_some());
+    drop(first);
+    // The answer arrives while nobody reads the stream (its audit row says it has).
+    std::fs::write(&gate, "go").unwrap();
+    let mut answered = false;
+    for _ in 0..200 {
+        let rows = w.audit_export().await;
+        if rows
+            .iter()
+            .any(|r| r["tool"] == "progress" && r["status"] == "ok")
+        {
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered, "the call never finished");
+    // The session ends with the answered stream still waiting for its client.
+    let r = server
+        .request("DELETE", "/mcp")
+        .header("mcp-session-id", &session)
+        .send()
+        .await;
+    assert!(r.status == 200 || r.status == 204, "{}", r.body);
+    let log = server.stop().await;
+    assert!(!log.contains("panicked"), "{log}");
+}

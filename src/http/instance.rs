@@ -36,6 +36,9 @@ const EXCHANGE_QUEUE: usize = 64;
 /// Messages waiting for the `GET` stream.
 const STREAM_QUEUE: usize = 256;
 
+/// How long a resume waits for a live stream to hand over.
+const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The `_meta` key of a subscription's notifications (2026-07-28).
 const SUBSCRIPTION_ID_META: &str = "io.modelcontextprotocol/subscriptionId";
 
@@ -309,8 +312,14 @@ impl Instance {
     pub(crate) async fn claim(&self, stream: u64, seq: u64) -> Option<PostStream> {
         let tx = self.resumable.lock().ok()?.remove(&stream)?;
         let (claim, taken) = tokio::sync::oneshot::channel();
-        tx.send(claim).await.ok()?;
-        Some(taken.await.ok()?.resumed(seq))
+        // A stream stuck writing to a dead connection hands over when it is next polled; one
+        // that is not polled for this long is given up on rather than waited for.
+        let handed = async {
+            tx.send(claim).await.ok()?;
+            taken.await.ok()
+        };
+        let stream = tokio::time::timeout(CLAIM_WAIT, handed).await.ok()??;
+        Some(stream.resumed(seq))
     }
 
     fn end_streams(&self) {

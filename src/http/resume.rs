@@ -167,37 +167,52 @@ impl PostStream {
         if let Some(event) = self.replay.pop_front() {
             return Some(event);
         }
-        let live = self.live.as_mut()?;
-        if live.done && !self.parked {
-            self.live = None;
-            return None;
-        }
-        tokio::select! {
-            Some(claim) = live.claims.recv() => {
-                let moved = PostStream { live: self.live.take(), replay: VecDeque::new(), parked: false };
-                let _ = claim.send(moved);
-                None
+        loop {
+            let live = self.live.as_mut()?;
+            if live.done && !self.parked {
+                self.live = None;
+                return None;
             }
-            message = live.rx.recv(), if !live.done => {
-                let (line, last) = match message {
-                    Some(Message::Interim(line)) => (line, false),
-                    Some(Message::Final(line)) => (line, true),
-                    None => {
-                        self.live = None;
-                        return None;
+            tokio::select! {
+                Some(claim) = live.claims.recv() => {
+                    let moved = PostStream { live: self.live.take(), replay: VecDeque::new(), parked: false };
+                    match claim.send(moved) {
+                        Ok(()) => return None,
+                        // The resume gave up waiting: this connection keeps the stream.
+                        Err(mut back) => {
+                            self.live = back.live.take();
+                            if let Some(live) = self.live.as_mut() {
+                                live.claims = live.instance.resumable(live.stream);
+                            }
+                        }
                     }
-                };
-                if last {
-                    live.exchange.answered();
-                    live.done = true;
                 }
-                live.seq += 1;
-                let id = live.instance.id.is_some().then_some((live.stream, live.seq));
-                let event = event(id, &line);
-                if id.is_some() {
-                    live.backlog.push(live.seq, event.clone());
+                message = live.rx.recv(), if !live.done => {
+                    let (line, last) = match message {
+                        Some(Message::Interim(line)) => (line, false),
+                        Some(Message::Final(line)) => (line, true),
+                        None => {
+                            self.live = None;
+                            return None;
+                        }
+                    };
+                    if last {
+                        live.exchange.answered();
+                        live.done = true;
+                    }
+                    live.seq += 1;
+                    let id = live.instance.id.is_some().then_some((live.stream, live.seq));
+                    let event = event(id, &line);
+                    if id.is_some() {
+                        live.backlog.push(live.seq, event.clone());
+                    }
+                    return Some(event);
                 }
-                Some(event)
+                // Answered and parked, and the session dropped its claims (it is closing).
+                else => {
+                    self.live = None;
+                    return None;
+                }
             }
         }
     }
