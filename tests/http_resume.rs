@@ -26,6 +26,17 @@ fn post_stream(server: &HttpServer, session: &str, message: &Value) -> Req {
         .body(message.to_string())
 }
 
+/// `alpha__progress` with `steps` steps and a progress token, answering once `gate` exists.
+fn gated_call(id: u64, steps: u64, gate: &std::path::Path, token: Value) -> Value {
+    request(
+        id,
+        "tools/call",
+        json!({"name": "alpha__progress",
+               "arguments": {"steps": steps, "until": gate.to_str().unwrap()},
+               "_meta": {"progressToken": token}}),
+    )
+}
+
 #[tokio::test]
 async fn a_dropped_request_stream_is_resumed_with_last_event_id() {
     let w = World::new();
@@ -33,13 +44,7 @@ async fn a_dropped_request_stream_is_resumed_with_last_event_id() {
     w.fixture("alpha", &[], "");
     let server = HttpServer::start(&w).await;
     let session = open_session(&server, &[]).await;
-    let call = request(
-        7,
-        "tools/call",
-        json!({"name": "alpha__progress",
-               "arguments": {"steps": 2, "until": gate.to_str().unwrap()},
-               "_meta": {"progressToken": "mine"}}),
-    );
+    let call = gated_call(7, 2, &gate, json!("mine"));
     let mut first = post_stream(&server, &session, &call).open().await;
     assert_eq!(first.status, 200);
     // 2025-11-25: the stream opens with an id and no message.
@@ -117,13 +122,7 @@ async fn a_live_stream_is_taken_over_and_the_old_connection_ends() {
     w.fixture("alpha", &[], "");
     let server = HttpServer::start(&w).await;
     let session = open_session(&server, &[]).await;
-    let call = request(
-        3,
-        "tools/call",
-        json!({"name": "alpha__progress",
-               "arguments": {"steps": 1, "until": gate.to_str().unwrap()},
-               "_meta": {"progressToken": 11}}),
-    );
+    let call = gated_call(3, 1, &gate, json!(11));
     let mut first = post_stream(&server, &session, &call).open().await;
     let (_, priming) = first.next_event().await.expect("priming");
     assert!(priming.is_none());
@@ -188,13 +187,7 @@ async fn another_identity_cannot_take_a_stream_over() {
     let server = HttpServer::start(&w).await;
     let as_alice = format!("Bearer {alice}");
     let session = open_session(&server, &[("authorization", &as_alice)]).await;
-    let call = request(
-        5,
-        "tools/call",
-        json!({"name": "alpha__progress",
-               "arguments": {"steps": 1, "until": gate.to_str().unwrap()},
-               "_meta": {"progressToken": "secret-progress"}}),
-    );
+    let call = gated_call(5, 1, &gate, json!("secret-progress"));
     let mut first = post_stream(&server, &session, &call)
         .header("authorization", &as_alice)
         .open()
@@ -279,13 +272,7 @@ async fn a_session_ending_while_an_answered_stream_waits_ends_it_cleanly() {
     w.fixture("alpha", &[], "");
     let server = HttpServer::start(&w).await;
     let session = open_session(&server, &[]).await;
-    let call = request(
-        8,
-        "tools/call",
-        json!({"name": "alpha__progress",
-               "arguments": {"steps": 1, "until": gate.to_str().unwrap()},
-               "_meta": {"progressToken": "p"}}),
-    );
+    let call = gated_call(8, 1, &gate, json!("p"));
     let mut first = post_stream(&server, &session, &call).open().await;
     assert!(first.next_event().await.is_some());
     drop(first);
