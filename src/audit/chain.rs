@@ -209,21 +209,24 @@ pub(crate) fn write_head(key: &AuditKey, path: &Path, head: Head) -> std::io::Re
 /// a half-written head.
 pub(crate) fn advance_head(key: &AuditKey, path: &Path, head: Head) -> std::io::Result<()> {
     use std::io::{Read, Seek, SeekFrom, Write};
-    let mut file = match std::fs::OpenOptions::new()
+    // Missing, not writable in place (left read-only by hand), or on a file system without
+    // locks: replaced whole, as before.
+    let Ok(mut file) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return write_head(key, path, head);
-        }
-        Err(e) => return Err(e),
+    else {
+        return write_head(key, path, head);
     };
-    file.lock()?;
+    if file.lock().is_err() {
+        drop(file);
+        return write_head(key, path, head);
+    }
     let mut old = String::new();
     // Unreadable (not UTF-8): as forged, so overwritten like any other bad checkpoint.
-    let _ = file.read_to_string(&mut old);
+    if file.read_to_string(&mut old).is_err() {
+        old.clear();
+    }
     if let HeadFile::Valid(h) = parse_head(key, &old)
         && h.seq >= head.seq
     {
@@ -232,7 +235,7 @@ pub(crate) fn advance_head(key: &AuditKey, path: &Path, head: Head) -> std::io::
     let text = head_text(key, head);
     file.seek(SeekFrom::Start(0))?;
     file.write_all(text.as_bytes())?;
-    if old.len() > text.len() {
+    if old.len() != text.len() {
         file.set_len(text.len() as u64)?;
     }
     // Loosened by someone since it was created 0600: tightened again.
@@ -254,13 +257,15 @@ pub(crate) fn read_head(key: &AuditKey, path: &Path) -> std::io::Result<HeadFile
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HeadFile::Missing),
         Err(e) => return Err(e),
     };
-    // Never while `advance_head` is rewriting it.
-    file.lock_shared()?;
+    // Never while `advance_head` is rewriting it (a file system without locks reads as it is).
+    let _ = file.lock_shared();
     let mut text = String::new();
-    if file.read_to_string(&mut text).is_err() {
-        return Ok(HeadFile::Forged);
+    match file.read_to_string(&mut text) {
+        Ok(_) => Ok(parse_head(key, &text)),
+        // Not text: not a checkpoint lastmile wrote.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Ok(HeadFile::Forged),
+        Err(e) => Err(e),
     }
-    Ok(parse_head(key, &text))
 }
 
 fn parse_head(key: &AuditKey, text: &str) -> HeadFile {
@@ -1036,6 +1041,25 @@ mod tests {
         assert_eq!(
             read_head(&key, &path).unwrap(),
             HeadFile::Valid(head(1_000_001))
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_that_is_not_text_is_overwritten_and_cut_to_the_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.head");
+        let key = AuditKey::from_bytes(vec![7u8; 32]).unwrap();
+        std::fs::write(&path, vec![0xff; 4096]).unwrap();
+        assert_eq!(read_head(&key, &path).unwrap(), HeadFile::Forged);
+        let head = Head {
+            seq: 3,
+            tag: [3; 32],
+        };
+        advance_head(&key, &path, head).unwrap();
+        assert_eq!(read_head(&key, &path).unwrap(), HeadFile::Valid(head));
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            head_text(&key, head).len() as u64
         );
     }
 

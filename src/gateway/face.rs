@@ -543,10 +543,20 @@ impl Face {
             gate.record(row).await;
             return Err(e);
         }
-        let manifest = self
-            .hub
-            .manifest_for_name(&request.name, |m| m.tool(&request.name).map(|r| r.slot))
-            .await;
+        // A call waiting for its server to start can be cancelled too (and is recorded).
+        let manifest = tokio::select! {
+            m = self.hub.manifest_for_name(&request.name, |m| m.tool(&request.name).map(|r| r.slot)) => m,
+            _ = ctx.ct.cancelled() => {
+                let message = "the request was cancelled by the client";
+                let row = begin("", &request.name, arguments).finish(
+                    ExecStatus::Cancelled,
+                    Some(message.into()),
+                    redactions as u32,
+                );
+                gate.record(row).await;
+                return Err(McpError::internal_error(message, None));
+            }
+        };
         let Some(route) = manifest.tool(&request.name) else {
             // In the namespace of one of this session's servers that is down: say why.
             if let Some((server, why)) = self.hub.why_down(&request.name) {

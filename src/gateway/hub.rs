@@ -211,15 +211,16 @@ impl Hub {
         if slot_of(&m).is_some() {
             return m;
         }
+        // Read again: the server may have come up since `m` was taken.
         let Some(i) = self.down_owner(name) else {
-            return m;
+            return self.manifest();
         };
         let slot = &self.slots[i];
         if !matches!(
             *slot.status.borrow(),
             SlotStatus::Restarting(_) | SlotStatus::Starting
         ) {
-            return m;
+            return self.manifest();
         }
         let bound = self.policy(slot).backoff_cap + slot.startup_timeout(&self.defaults);
         let mut rx = slot.status.subscribe();

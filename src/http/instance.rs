@@ -81,6 +81,8 @@ pub(crate) struct Instance {
     next_stream: AtomicU64,
     /// How long a dropped request stream waits to be resumed.
     pub(crate) resume_window: std::time::Duration,
+    /// Request streams parked now.
+    parked: std::sync::atomic::AtomicUsize,
     next: AtomicU64,
     /// Milliseconds since `born` of the last request (idle sessions are closed).
     last_used: AtomicU64,
@@ -98,6 +100,15 @@ struct GetStream {
     tx: Option<mpsc::Sender<Bytes>>,
     seq: u64,
     backlog: Backlog,
+}
+
+/// Why a request stream could not be taken over.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ClaimError {
+    /// It has ended or expired, or never was.
+    Gone,
+    /// Its connection did not let go in time; it may be tried again.
+    Busy,
 }
 
 /// Why a message could not enter a session.
@@ -136,6 +147,7 @@ impl Instance {
             resumable: Mutex::default(),
             next_stream: AtomicU64::new(GET_STREAM + 1),
             resume_window,
+            parked: std::sync::atomic::AtomicUsize::new(0),
             next: AtomicU64::new(1),
             last_used: AtomicU64::new(0),
             born: Instant::now(),
@@ -308,18 +320,41 @@ impl Instance {
     }
 
     /// Take over request stream `stream` (parked, or live on a connection that will end), with
-    /// its kept events after `seq` first; `None` if it has ended or expired, or never was.
-    pub(crate) async fn claim(&self, stream: u64, seq: u64) -> Option<PostStream> {
-        let tx = self.resumable.lock().ok()?.remove(&stream)?;
+    /// its kept events after `seq` first.
+    pub(crate) async fn claim(&self, stream: u64, seq: u64) -> Result<PostStream, ClaimError> {
+        let tx = self
+            .resumable
+            .lock()
+            .ok()
+            .and_then(|mut r| r.remove(&stream))
+            .ok_or(ClaimError::Gone)?;
         let (claim, taken) = tokio::sync::oneshot::channel();
         // A stream stuck writing to a dead connection hands over when it is next polled; one
-        // that is not polled for this long is given up on rather than waited for.
+        // not polled for this long stays where it is (it takes claims again), and the client
+        // may try again.
         let handed = async {
             tx.send(claim).await.ok()?;
             taken.await.ok()
         };
-        let stream = tokio::time::timeout(CLAIM_WAIT, handed).await.ok()??;
-        Some(stream.resumed(seq))
+        match tokio::time::timeout(CLAIM_WAIT, handed).await {
+            Ok(Some(stream)) => Ok(stream.resumed(seq)),
+            Ok(None) => Err(ClaimError::Gone),
+            Err(_) => Err(ClaimError::Busy),
+        }
+    }
+
+    /// Count a parked request stream, unless `max` are parked already.
+    pub(crate) fn try_park(&self, max: usize) -> bool {
+        self.parked
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// A parked request stream has ended.
+    pub(crate) fn unpark(&self) {
+        self.parked.fetch_sub(1, Ordering::AcqRel);
     }
 
     fn end_streams(&self) {

@@ -40,7 +40,7 @@ use http::{HeaderMap, Method, StatusCode};
 
 pub use origin::{OriginPolicy, OriginRefusal};
 
-use self::instance::{Instance, Message, SendError};
+use self::instance::{ClaimError, Instance, Message, SendError};
 use self::registry::{Registry, SessionError};
 use self::resume::PostStream;
 use crate::config::{AuthMode, ExtractorPreset, HttpSection};
@@ -469,12 +469,22 @@ impl HttpGateway {
         match resume_from {
             Some((stream, seq)) if stream != resume::GET_STREAM => {
                 match instance.claim(stream, seq).await {
-                    Some(resumed) => sse_response(resumed.into_body()),
-                    None => plain(
+                    Ok(resumed) => sse_response(resumed.into_body()),
+                    Err(ClaimError::Gone) => plain(
                         StatusCode::GONE,
                         "stream_gone",
                         "that stream has ended or waited longer than its client may come back",
                     ),
+                    Err(ClaimError::Busy) => {
+                        let mut r = plain(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "stream_busy",
+                            "that stream is still held by its old connection: try again",
+                        );
+                        r.headers_mut()
+                            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                        r
+                    }
                 }
             }
             _ => {

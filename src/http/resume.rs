@@ -31,6 +31,8 @@ const KEEP_BYTES: usize = 1024 * 1024;
 const RETRY_MS: u32 = 1000;
 /// The session's `GET` stream.
 pub(crate) const GET_STREAM: u64 = 0;
+/// Request streams a session keeps parked at once (each may hold an answer).
+const MAX_PARKED: usize = 16;
 
 /// A hand-over request: the stream is sent back on it.
 pub(crate) type Claim = oneshot::Sender<PostStream>;
@@ -226,42 +228,54 @@ impl PostStream {
     }
 
     /// Collect events with no reader until claimed (handed over inside `next`) or expired.
-    async fn wait_parked(mut self) {
-        let window = self
-            .live
-            .as_ref()
-            .map_or(std::time::Duration::ZERO, |l| l.instance.resume_window);
-        let expiry = tokio::time::sleep(window);
+    async fn wait_parked(mut self, instance: Arc<Instance>) {
+        let expiry = tokio::time::sleep(instance.resume_window);
         tokio::pin!(expiry);
         loop {
             tokio::select! {
-                event = self.next() => if event.is_none() { return },
-                _ = &mut expiry => return,
+                event = self.next() => if event.is_none() { break },
+                _ = &mut expiry => break,
             }
         }
+        drop(self);
+        instance.unpark();
     }
 }
 
 impl Drop for PostStream {
-    /// A connection that dropped before the answer leaves its stream parked (on a session),
-    /// rather than cancelling the request at once.
+    /// A connection that dropped before its stream ended (the answer not yet sent, or sent but
+    /// perhaps not written) leaves the stream parked on its session, rather than cancelling the
+    /// request at once or losing the answer. At most [`MAX_PARKED`] a session; an answered
+    /// stream only if what it keeps is within [`KEEP_BYTES`].
     fn drop(&mut self) {
         if self.parked {
             return;
         }
         let Some(live) = self.live.take() else { return };
-        if live.done || live.instance.id.is_none() || live.instance.is_closed() {
+        let instance = Arc::clone(&live.instance);
+        if instance.id.is_none()
+            || instance.is_closed()
+            || (live.done && live.backlog.bytes > KEEP_BYTES)
+        {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        if !instance.try_park(MAX_PARKED) {
+            tracing::debug!(
+                stream = live.stream,
+                "a dropped request stream is not kept: the session keeps {MAX_PARKED} already"
+            );
+            return;
+        }
+        tracing::info!(stream = live.stream, window = ?instance.resume_window, "request stream parked: its connection dropped");
         let parked = PostStream {
             live: Some(live),
             replay: VecDeque::new(),
             parked: true,
         };
-        runtime.spawn(parked.wait_parked());
+        runtime.spawn(parked.wait_parked(instance));
     }
 }
 
