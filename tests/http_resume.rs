@@ -166,6 +166,8 @@ async fn a_stream_nobody_comes_back_for_has_its_request_cancelled_after_the_wind
         .await,
         "the abandoned call never reached its child as cancelled"
     );
+    // Cancelled because its window passed, not because the connection dropped.
+    assert!(w.logs().contains("request stream parked"), "{}", w.logs());
     server.stop().await;
     let rows = w.audit_export().await;
     assert!(
