@@ -184,19 +184,9 @@ fn head_text(key: &AuditKey, head: Head) -> String {
     )
 }
 
-/// Create or replace the head checkpoint atomically: a temporary file of this process (so that
-/// concurrent writers never mix their bytes), created 0600, renamed over the old one.
+/// Create or replace the head checkpoint whole (0600, renamed over the old one).
 pub(crate) fn write_head(key: &AuditKey, path: &Path, head: Head) -> std::io::Result<()> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let tmp = path.with_extension(format!("head.{}-{n}.tmp", std::process::id()));
-    let written = super::files::write_private(&tmp, head_text(key, head).as_bytes())
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    crate::util::write_atomic(path, head_text(key, head).as_bytes(), None)
 }
 
 /// Write `head` unless the checkpoint already vouches for as much or more. Two writers racing here

@@ -6,7 +6,6 @@
 //! On Windows there are no mode bits: the files inherit the ACL of the data folder, which under the
 //! user's profile is private to that user by default; nothing here changes it.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The files beside the database that hold its content or vouch for it.
@@ -22,18 +21,6 @@ pub(crate) fn companions(db: &Path) -> [PathBuf; 4] {
         with("-shm"),
         super::chain::head_path(db),
     ]
-}
-
-/// Write `bytes` to a new or truncated file that only its owner can read and write.
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(path)?;
-    // An existing file keeps its mode through `open`: tighten it.
-    tighten(path)?;
-    f.write_all(bytes)
 }
 
 /// Create the database file, empty and 0600, if it does not exist, so that SQLite (and the
@@ -97,12 +84,11 @@ mod tests {
     fn files_are_created_private_and_loose_ones_tightened() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x");
-        write_private(&p, b"one").unwrap();
-        assert_eq!(mode(&p), 0o600);
+        std::fs::write(&p, b"one").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
-        write_private(&p, b"two").unwrap();
+        tighten(&p).unwrap();
         assert_eq!(mode(&p), 0o600);
-        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(std::fs::read(&p).unwrap(), b"one");
         let q = dir.path().join("audit.db");
         create_private(&q).unwrap();
         assert_eq!(mode(&q), 0o600);

@@ -2,7 +2,7 @@
 //! written whole or not at all (a temporary file in the same folder, then a rename).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::error::CliError;
 
@@ -83,66 +83,17 @@ pub(crate) fn mode_of(_path: &Path) -> Option<u32> {
     None
 }
 
-/// Create a new file with mode 0600 from the start (never readable by others, even briefly).
-fn create_private(path: &Path, exclusive: bool) -> std::io::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true);
-    if exclusive {
-        options.create_new(true);
-    } else {
-        options.create(true).truncate(true);
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(FILE_MODE);
-    }
-    options.open(path)
-}
-
-/// A sibling path for a temporary file: same folder (so the rename is atomic), random suffix.
-fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let suffix: u64 = {
-        let mut b = [0u8; 8];
-        let _ = getrandom::fill(&mut b);
-        u64::from_le_bytes(b)
-    };
-    path.with_file_name(format!(".{name}.lastmile-{suffix:016x}.tmp"))
-}
-
 /// Write `bytes` to `path` atomically with mode 0600: readers see the old file or the new one,
 /// never a part. `keep_mode` keeps an existing file's mode instead (for files lastmile rewrites
 /// but does not own, like a Claude config).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], keep_mode: bool) -> Result<(), CliError> {
-    let tmp = temp_sibling(path);
-    let result = (|| {
-        let mut file = create_private(&tmp, true)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        #[cfg(unix)]
-        if keep_mode && let Some(mode) = mode_of(path) {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
-        }
-        #[cfg(not(unix))]
-        let _ = keep_mode;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(CliError::io("write", path, e));
-    }
-    Ok(())
+    let mode = if keep_mode { mode_of(path) } else { None };
+    crate::util::write_atomic(path, bytes, mode).map_err(|e| CliError::io("write", path, e))
 }
 
 /// Write a new file with mode 0600; fails if it exists.
 pub(crate) fn write_new_private(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    let result = create_private(path, true).and_then(|mut f| {
+    let result = crate::util::create_private(path, true).and_then(|mut f| {
         f.write_all(bytes)?;
         f.sync_all()
     });

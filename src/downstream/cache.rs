@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::Catalog;
 use crate::config::Server;
+use crate::util::{create_private, write_atomic};
 
 /// Bumped when the file layout changes: older entries are then ignored.
 const FORMAT: u32 = 1;
@@ -74,9 +75,7 @@ impl CatalogCache {
             reason,
         };
         let bytes = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
-        let tmp = temp_path(dir, server);
-        write_private(&tmp, &bytes)?;
-        replace(&tmp, &dir.join(format!("{server}.status.json")))
+        write_atomic(&dir.join(format!("{server}.status.json")), &bytes, None)
     }
 
     /// The key of `server` started for a client with `caps` (see the module docs).
@@ -122,9 +121,7 @@ impl CatalogCache {
             catalog: catalog.clone(),
         };
         let bytes = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
-        let tmp = temp_path(&self.dir, server);
-        write_private(&tmp, &bytes)?;
-        replace(&tmp, &self.path(server))
+        write_atomic(&self.path(server), &bytes, None)
     }
 }
 
@@ -150,13 +147,13 @@ impl CatalogCache {
         if path.exists() {
             return Ok(());
         }
-        write_private(&path, b"")
+        create_private(&path, false).map(drop)
     }
 
     /// Remember that `server` (under its manners key) sent the client a request of its own.
     pub fn mark_asks_client(&self, server: &str, key: &str) -> std::io::Result<()> {
         crate::config::perms::create_private_dir(&self.dir)?;
-        write_private(&self.manners_path(server, key, "asks-client"), b"")
+        create_private(&self.manners_path(server, key, "asks-client"), false).map(drop)
     }
 
     /// `None` when `server` never started under `key` (nothing is known), else whether it ever
@@ -167,57 +164,6 @@ impl CatalogCache {
         }
         Some(self.manners_path(server, key, "asks-client").exists())
     }
-}
-
-/// Put `tmp` in place of `dest`. Windows refuses a rename onto a file another writer is
-/// replacing at that moment (access denied): there the rename is tried again, briefly. A
-/// temporary file that cannot be put in place is removed.
-fn replace(tmp: &Path, dest: &Path) -> std::io::Result<()> {
-    let mut tries = 0;
-    loop {
-        match std::fs::rename(tmp, dest) {
-            Ok(()) => return Ok(()),
-            Err(e)
-                if cfg!(windows)
-                    && e.kind() == std::io::ErrorKind::PermissionDenied
-                    && tries < 50 =>
-            {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(tmp);
-                return Err(e);
-            }
-        }
-    }
-}
-
-/// A temporary file in `dir` that no other writer uses, in this process either: HTTP sessions
-/// start the same server at once, and a shared name let one writer rename another's file away.
-fn temp_path(dir: &Path, server: &str) -> PathBuf {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    dir.join(format!(".{server}.{}.{n}.tmp", std::process::id()))
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, bytes)
 }
 
 #[cfg(test)]
