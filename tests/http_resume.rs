@@ -26,6 +26,29 @@ fn post_stream(server: &HttpServer, session: &str, message: &Value) -> Req {
         .body(message.to_string())
 }
 
+/// One fixture `alpha` behind `serve --http`, an open 2025 session on it, and the file the
+/// session's gated calls wait for.
+struct Rig {
+    w: World,
+    gate: std::path::PathBuf,
+    server: HttpServer,
+    session: String,
+}
+
+async fn rig() -> Rig {
+    let w = World::new();
+    let gate = w.path("answer.gate");
+    w.fixture("alpha", &[], "");
+    let server = HttpServer::start(&w).await;
+    let session = open_session(&server, &[]).await;
+    Rig {
+        w,
+        gate,
+        server,
+        session,
+    }
+}
+
 /// `alpha__progress` with `steps` steps and a progress token, answering once `gate` exists.
 fn gated_call(id: u64, steps: u64, gate: &std::path::Path, token: Value) -> Value {
     request(
@@ -39,11 +62,12 @@ fn gated_call(id: u64, steps: u64, gate: &std::path::Path, token: Value) -> Valu
 
 #[tokio::test]
 async fn a_dropped_request_stream_is_resumed_with_last_event_id() {
-    let w = World::new();
-    let gate = w.path("answer.gate");
-    w.fixture("alpha", &[], "");
-    let server = HttpServer::start(&w).await;
-    let session = open_session(&server, &[]).await;
+    let Rig {
+        w,
+        gate,
+        server,
+        session,
+    } = rig().await;
     let call = gated_call(7, 2, &gate, json!("mine"));
     let mut first = post_stream(&server, &session, &call).open().await;
     assert_eq!(first.status, 200);
@@ -116,11 +140,13 @@ async fn a_dropped_request_stream_is_resumed_with_last_event_id() {
 
 #[tokio::test]
 async fn a_live_stream_is_taken_over_and_the_old_connection_ends() {
-    let w = World::new();
-    let gate = w.path("answer.gate");
-    w.fixture("alpha", &[], "");
-    let server = HttpServer::start(&w).await;
-    let session = open_session(&server, &[]).await;
+    // The world (its folders) lives until the end of the test.
+    let Rig {
+        w: _world,
+        gate,
+        server,
+        session,
+    } = rig().await;
     let call = gated_call(3, 1, &gate, json!(11));
     let mut first = post_stream(&server, &session, &call).open().await;
     let (_, priming) = first.next_event().await.expect("priming");
@@ -268,11 +294,12 @@ async fn a_get_stream_reconnect_gets_what_came_while_it_was_away() {
 
 #[tokio::test]
 async fn a_session_ending_while_an_answered_stream_waits_ends_it_cleanly() {
-    let w = World::new();
-    let gate = w.path("answer.gate");
-    w.fixture("alpha", &[], "");
-    let server = HttpServer::start(&w).await;
-    let session = open_session(&server, &[]).await;
+    let Rig {
+        w,
+        gate,
+        server,
+        session,
+    } = rig().await;
     let call = gated_call(8, 1, &gate, json!("p"));
     let mut first = post_stream(&server, &session, &call).open().await;
     assert!(first.next_event().await.is_some());
@@ -304,11 +331,12 @@ async fn a_session_ending_while_an_answered_stream_waits_ends_it_cleanly() {
 
 #[tokio::test]
 async fn a_dropped_stream_is_parked_and_its_request_keeps_running() {
-    let w = World::new();
-    let gate = w.path("answer.gate");
-    w.fixture("alpha", &[], "");
-    let server = HttpServer::start(&w).await;
-    let session = open_session(&server, &[]).await;
+    let Rig {
+        w,
+        gate,
+        server,
+        session,
+    } = rig().await;
     let mut first = post_stream(&server, &session, &gated_call(9, 1, &gate, json!("q")))
         .open()
         .await;

@@ -207,6 +207,11 @@ impl Hub {
         name: &str,
         slot_of: impl Fn(&Manifest) -> Option<usize>,
     ) -> Arc<Manifest> {
+        // The common case (found, on a running child) with one lookup, as in `manifest_for`.
+        let m = self.manifest();
+        if slot_of(&m).is_some_and(|i| !self.slots[i].is_starting()) {
+            return m;
+        }
         let m = self.manifest_for(&slot_of).await;
         if slot_of(&m).is_some() {
             return m;
