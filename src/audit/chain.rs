@@ -208,7 +208,7 @@ pub(crate) fn advance_head(key: &AuditKey, path: &Path, head: Head) -> std::io::
     else {
         return write_head(key, path, head);
     };
-    if file.lock().is_err() {
+    if !lock_briefly(&file, false) {
         drop(file);
         return write_head(key, path, head);
     }
@@ -232,6 +232,27 @@ pub(crate) fn advance_head(key: &AuditKey, path: &Path, head: Head) -> std::io::
     super::files::tighten(path)
 }
 
+/// Take the exclusive or `shared` lock on `file`, trying for at most 100 ms: lastmile holds it
+/// for microseconds, so a lock held longer is another program's, and must not hang the audit
+/// writer. Whether it was taken (it is released when `file` closes).
+fn lock_briefly(file: &std::fs::File, shared: bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(100);
+    loop {
+        let tried = if shared {
+            file.try_lock_shared()
+        } else {
+            file.try_lock()
+        };
+        match tried {
+            Ok(()) => return true,
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
 /// What reading the head checkpoint found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum HeadFile {
@@ -247,8 +268,9 @@ pub(crate) fn read_head(key: &AuditKey, path: &Path) -> std::io::Result<HeadFile
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HeadFile::Missing),
         Err(e) => return Err(e),
     };
-    // Never while `advance_head` is rewriting it (a file system without locks reads as it is).
-    let _ = file.lock_shared();
+    // Never while `advance_head` is rewriting it. Without the lock (a file system without locks,
+    // or a lock someone else keeps) it is read as it is.
+    let _ = lock_briefly(&file, true);
     let mut text = String::new();
     match file.read_to_string(&mut text) {
         Ok(_) => Ok(parse_head(key, &text)),
@@ -1051,6 +1073,53 @@ mod tests {
             std::fs::metadata(&path).unwrap().len(),
             head_text(&key, head).len() as u64
         );
+    }
+
+    #[test]
+    fn a_lock_another_program_keeps_on_the_checkpoint_hangs_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.head");
+        let key = AuditKey::from_bytes(vec![7u8; 32]).unwrap();
+        write_head(
+            &key,
+            &path,
+            Head {
+                seq: 1,
+                tag: [1; 32],
+            },
+        )
+        .unwrap();
+        // Held for the whole test, as a hostile program of the user could.
+        let holder = std::fs::File::open(&path).unwrap();
+        holder.lock().unwrap();
+        // Windows locks are mandatory: there the read fails by name instead; either way it
+        // returns.
+        let read = read_head(&key, &path);
+        #[cfg(unix)]
+        assert_eq!(
+            read.unwrap(),
+            HeadFile::Valid(Head {
+                seq: 1,
+                tag: [1; 32]
+            })
+        );
+        #[cfg(not(unix))]
+        drop(read);
+        let head = Head {
+            seq: 2,
+            tag: [2; 32],
+        };
+        let advanced = advance_head(&key, &path, head);
+        drop(holder);
+        // On Windows the fallback's rename onto the held file may be refused too (the writer
+        // logs it, and the checkpoint lags); elsewhere it replaces the file.
+        #[cfg(unix)]
+        {
+            advanced.unwrap();
+            assert_eq!(read_head(&key, &path).unwrap(), HeadFile::Valid(head));
+        }
+        #[cfg(not(unix))]
+        drop(advanced);
     }
 
     #[test]
