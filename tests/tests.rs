@@ -16,6 +16,8 @@ mod http;
 #[cfg(unix)]
 mod http_resume;
 #[cfg(unix)]
+mod http_shared;
+#[cfg(unix)]
 mod http_status_2026;
 #[cfg(unix)]
 mod http_util;

@@ -192,6 +192,7 @@ fn add(global: &GlobalArgs, profile: &Profile, args: AddArgs, p: &Printer) -> Re
         disabled: false,
         description: None,
         allow_kernel_keyring: false,
+        shared: true,
     };
     let path = profile.servers_dir().join(format!("{}.toml", args.name));
     let text = render_def(&def, "").map_err(|detail| CliError::ConfigInvalid {

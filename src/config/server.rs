@@ -59,6 +59,13 @@ pub struct ServerDef {
     /// A disabled server is not started.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disabled: bool,
+    /// Over HTTP, one instance of this server serves every identity whose tier may use it, once
+    /// lastmile knows from an earlier start that it sends the client nothing no call asked for
+    /// (no requests of its own, log messages, resource updates or task notifications); until
+    /// then, and always with `false`, each identity's session gets its own instance. Set
+    /// `false` for a server that keeps state per user. stdio serves one identity either way.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub shared: bool,
     /// Linux: let this server make kernel keyring calls (`keyctl`, `add_key`, `request_key`),
     /// which every other child is denied. It can then read every keyring entry of the profile on
     /// the keyutils backend, lastmile's signing secret and audit key included, so lastmile warns
@@ -300,6 +307,14 @@ pub struct ServersDir {
     pub servers: Vec<Server>,
     /// Files that did not load, each with its reason.
     pub problems: Vec<ConfigProblem>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(b: &bool) -> bool {
+    *b
 }
 
 /// Whether `name` is a valid server name: `[a-z0-9][a-z0-9-]{0,23}`.

@@ -156,6 +156,22 @@ impl CatalogCache {
         create_private(&self.manners_path(server, key, "asks-client"), false).map(drop)
     }
 
+    /// Remember that `server` (under its manners key) sends the client things no call asked for
+    /// (log messages, resource updates, task notifications), or declared that it may.
+    pub fn mark_speaks_unasked(&self, server: &str, key: &str) -> std::io::Result<()> {
+        crate::config::perms::create_private_dir(&self.dir)?;
+        create_private(&self.manners_path(server, key, "speaks-unasked"), false).map(drop)
+    }
+
+    /// Whether one instance of `server` may serve several identities: only when it is known,
+    /// from earlier starts under `key`, never to have asked the client for anything nor sent it
+    /// anything unasked — what such a child sends has no caller to be delivered to. An unknown
+    /// server is not.
+    pub fn quiet(&self, server: &str, key: &str) -> bool {
+        self.asks_client(server, key) == Some(false)
+            && !self.manners_path(server, key, "speaks-unasked").exists()
+    }
+
     /// `None` when `server` never started under `key` (nothing is known), else whether it ever
     /// asked the client for something.
     pub fn asks_client(&self, server: &str, key: &str) -> Option<bool> {
@@ -249,5 +265,25 @@ mod tests {
                 .collect();
             assert!(left.is_empty(), "temporary files left in {sub}: {left:?}");
         }
+    }
+
+    #[test]
+    fn only_a_server_known_never_to_ask_nor_speak_unasked_is_quiet() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CatalogCache::new(dir.path().join("catalogs"));
+        let s = server(dir.path(), "/bin/sh");
+        let key = CatalogCache::manners_key(&s);
+        assert!(!cache.quiet("s", &key), "unknown is not quiet");
+        cache.mark_started("s", &key).unwrap();
+        assert!(cache.quiet("s", &key));
+        assert!(!cache.quiet("s", "another key"));
+        cache.mark_speaks_unasked("s", &key).unwrap();
+        assert!(!cache.quiet("s", &key));
+        assert_eq!(cache.asks_client("s", &key), Some(false));
+
+        let t = CatalogCache::new(dir.path().join("other"));
+        t.mark_started("s", &key).unwrap();
+        t.mark_asks_client("s", &key).unwrap();
+        assert!(!t.quiet("s", &key));
     }
 }

@@ -47,6 +47,9 @@ pub enum ChildEvent {
     ResourcesChanged,
     /// It sent the client a request of its own (roots, sampling, elicitation).
     AskedClient,
+    /// It sent, while shared by several identities, a notification no call asked for (a log
+    /// message, a resource update): dropped, since it has no caller.
+    SpokeUnasked,
 }
 
 /// Why a child could not be started.
@@ -86,8 +89,9 @@ pub struct Catalog {
     pub templates: Vec<ResourceTemplate>,
 }
 
-/// Child progress tokens mapped to the client's, for calls in flight that asked for progress.
-type ProgressMap = std::sync::Mutex<HashMap<ProgressToken, ProgressToken>>;
+/// Child progress tokens mapped to the caller's token and the caller's client (a shared child
+/// serves several), for calls in flight that asked for progress.
+type ProgressMap = std::sync::Mutex<HashMap<ProgressToken, (ProgressToken, Arc<Upstream>)>>;
 
 /// The client side lastmile presents to one child: server-to-client requests and notifications
 /// pass through to the client verbatim, except what lastmile itself must act on (list changes,
@@ -106,7 +110,7 @@ impl ChildHandler {
         let _ = self.events.try_send((self.server.clone(), e));
     }
 
-    fn client_token(&self, child_token: &ProgressToken) -> Option<ProgressToken> {
+    fn client_token(&self, child_token: &ProgressToken) -> Option<(ProgressToken, Arc<Upstream>)> {
         self.progress
             .lock()
             .ok()
@@ -156,9 +160,9 @@ impl Service<RoleClient> for ChildHandler {
                     token = self.client_token(&n.params.progress_token);
                 }
                 match token {
-                    Some(token) => {
+                    Some((token, caller)) => {
                         n.params.progress_token = token;
-                        self.upstream
+                        caller
                             .notify(&self.server, ServerNotification::ProgressNotification(n))
                             .await;
                     }
@@ -166,6 +170,11 @@ impl Service<RoleClient> for ChildHandler {
                         tracing::debug!(server = %self.server, "progress for no call in flight; dropped")
                     }
                 }
+            }
+            // A shared child's own notifications have no caller: dropped, and remembered so
+            // that it runs one instance per identity from its next start.
+            ServerNotification::LoggingMessageNotification(_) if self.upstream.is_shared() => {
+                self.event(ChildEvent::SpokeUnasked);
             }
             #[allow(deprecated)] // logging is deprecated in rmcp 3.x; we forward it
             ServerNotification::LoggingMessageNotification(mut n) => {
@@ -183,6 +192,10 @@ impl Service<RoleClient> for ChildHandler {
             // A child cancelling its own request to the client: the client knows that request
             // under another id, and its answer will simply be dropped.
             ServerNotification::CancelledNotification(_) => {}
+            other if self.upstream.is_shared() => {
+                self.event(ChildEvent::SpokeUnasked);
+                drop(other);
+            }
             other => self.upstream.notify(&self.server, other).await,
         }
         Ok(())
@@ -353,7 +366,7 @@ impl Child {
     pub async fn forward(
         &self,
         request: ClientRequest,
-        client_progress: Option<ProgressToken>,
+        client_progress: Option<(ProgressToken, Arc<Upstream>)>,
         timeout: Duration,
         cancelled: CancellationToken,
     ) -> CallOutcome {

@@ -6,6 +6,7 @@ mod child;
 pub mod isolate;
 mod link;
 mod reaper;
+mod shared;
 mod spawn;
 mod upstream;
 mod windows;
@@ -16,5 +17,6 @@ pub use child::{
 };
 pub use link::{Link, ProgressRoute, RawOutcome, RawSink};
 pub use reaper::ReaperLink;
+pub use shared::{AcquireError, SharedChildren};
 pub use spawn::{BASE_ENV, ChildEnv, SpawnError, build_command, resolve_program};
 pub use upstream::{Delivery, InputBridge, Upstream, children_capabilities};

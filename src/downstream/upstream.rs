@@ -58,11 +58,37 @@ pub trait InputBridge: Send + Sync {
     ) -> Result<tokio::sync::oneshot::Receiver<Result<ClientResult, McpError>>, String>;
 }
 
+/// What a child shared by several identities sends up unasked: refused or dropped, since it has
+/// no caller to be delivered to (see [`Upstream::shared`]).
+struct NoCaller {
+    redactor: Arc<SharedRedactor>,
+    server: String,
+}
+
+impl Delivery for NoCaller {
+    fn redactor(&self) -> &Arc<SharedRedactor> {
+        &self.redactor
+    }
+
+    fn open(&self) -> Result<(), McpError> {
+        Err(McpError::new(
+            ErrorCode::INVALID_REQUEST,
+            format!(
+                "`{}` runs as one instance shared by several identities, so what it sends without a call asking for it has no client to go to\nhint: set `shared = false` in its file for one instance per identity",
+                self.server
+            ),
+            None,
+        ))
+    }
+}
+
 /// The client lastmile serves, as far as the children are concerned.
 pub struct Upstream {
     peer: OnceLock<Peer<RoleServer>>,
     capabilities: OnceLock<ClientCapabilities>,
     session: Arc<dyn Delivery>,
+    /// One child serving several identities: nothing it sends unasked goes up.
+    shared: bool,
     /// The client speaks 2026-07-28: its children's requests travel only through `bridge`.
     stateless: AtomicBool,
     bridge: OnceLock<Arc<dyn InputBridge>>,
@@ -75,9 +101,29 @@ impl Upstream {
             peer: OnceLock::new(),
             capabilities: OnceLock::new(),
             session,
+            shared: false,
             stateless: AtomicBool::new(false),
             bridge: OnceLock::new(),
         }
+    }
+
+    /// The upstream of a child `server` that serves several identities, started with the
+    /// children's capabilities `caps`: it has no client. Its requests to the client are refused
+    /// and its notifications dropped, each with the reason; what its calls produce (answers,
+    /// progress) travels with each call to its own caller instead.
+    pub fn shared(server: &str, redactor: Arc<SharedRedactor>, caps: ClientCapabilities) -> Self {
+        let mut upstream = Upstream::new(Arc::new(NoCaller {
+            redactor,
+            server: server.to_string(),
+        }));
+        upstream.shared = true;
+        upstream.set_capabilities(caps);
+        upstream
+    }
+
+    /// Whether this is a shared child's upstream, which has no client.
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 
     /// The client speaks 2026-07-28: no request may be sent to it from now on.
@@ -208,11 +254,11 @@ impl Upstream {
     /// Send a notification up to the client, redacted (best effort: a client that left cannot
     /// get it; a notification that cannot be redacted safely is dropped).
     pub async fn notify(&self, server: &str, notification: ServerNotification) {
-        let Some(peer) = self.peer.get() else { return };
         if let Err(e) = self.session.open() {
             tracing::debug!(server = %server, "notification dropped: {}", e.message);
             return;
         }
+        let Some(peer) = self.peer.get() else { return };
         match scrub(self.redactor(), server, notification) {
             Ok((clean, _)) => {
                 let _ = peer.send_notification(clean).await;

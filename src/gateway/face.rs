@@ -92,7 +92,9 @@ impl Face {
             .child
             .forward(
                 request,
-                ctx.meta.get_progress_token(),
+                ctx.meta
+                    .get_progress_token()
+                    .map(|token| (token, Arc::clone(&self.hub.upstream))),
                 timeout,
                 ctx.ct.clone(),
             )

@@ -7,7 +7,7 @@
 //! such an entry waits for that child. Without a cache entry, the lists wait a short grace.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,8 +17,8 @@ use tokio::sync::{mpsc, watch};
 use super::manifest::Manifest;
 use crate::config::{DefaultsSection, RestartPolicy, RestartSection, Server};
 use crate::downstream::{
-    Catalog, CatalogCache, Child, ChildContext, ChildEnv, ChildEvent, Delivery, EventSender,
-    ReaperLink, StartError, Upstream,
+    AcquireError, Catalog, CatalogCache, Child, ChildContext, ChildEnv, ChildEvent, Delivery,
+    EventSender, ReaperLink, SharedChildren, StartError, Upstream,
 };
 use crate::secrets::scrub;
 
@@ -52,6 +52,8 @@ pub struct Slot {
     cache_key: Mutex<Option<String>>,
     status: watch::Sender<SlotStatus>,
     restarts: Mutex<VecDeque<Instant>>,
+    /// The key under which its child is shared with other sessions, once it was.
+    shared_key: Mutex<Option<String>>,
 }
 
 impl Slot {
@@ -125,10 +127,25 @@ pub struct Hub {
     /// Serializes manifest rebuilds so a rebuild that read older slot states can never overwrite
     /// a newer one (two children finishing at once).
     rebuilding: Mutex<()>,
+    /// Children shared with the other sessions of this gateway (HTTP), and this hub's id there.
+    children: Option<Arc<SharedChildren>>,
+    id: u64,
 }
 
+/// Why a slot's child did not start.
+enum NotStarted {
+    /// Its environment could not be built (a secret is missing): retrying is pointless.
+    Env(String),
+    /// Spawning, the handshake or the catalog failed.
+    Child(StartError),
+}
+
+/// Hub ids, unique in the process (a shared child knows its users by them).
+static HUB_IDS: AtomicU64 = AtomicU64::new(1);
+
 impl Hub {
-    /// A hub for these servers (already filtered to what the session may use).
+    /// A hub for these servers (already filtered to what the session may use). With `children`,
+    /// a server known to be quiet shares one child with the gateway's other sessions.
     pub fn new(
         mut servers: Vec<Server>,
         defaults: DefaultsSection,
@@ -136,6 +153,7 @@ impl Hub {
         env_builder: EnvBuilder,
         session: Arc<dyn Delivery>,
         cache: Option<CatalogCache>,
+        children: Option<Arc<SharedChildren>>,
     ) -> Arc<Self> {
         servers.retain(|s| !s.def.disabled);
         servers.sort_by(|a, b| a.name.cmp(&b.name));
@@ -151,6 +169,7 @@ impl Hub {
                     cache_key: Mutex::new(None),
                     status: watch::channel(SlotStatus::Starting).0,
                     restarts: Mutex::new(VecDeque::new()),
+                    shared_key: Mutex::new(None),
                 })
                 .collect(),
             defaults,
@@ -165,6 +184,8 @@ impl Hub {
             listed: AtomicBool::new(false),
             events: Mutex::new(None),
             rebuilding: Mutex::new(()),
+            children,
+            id: HUB_IDS.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -329,55 +350,74 @@ impl Hub {
         let slot = &self.slots[index];
         let name = &slot.server.name;
         slot.set_status(SlotStatus::Starting);
-        // Reading secrets may be a D-Bus round trip: keep it off the async workers.
-        let builder = Arc::clone(&self.env_builder);
-        let server = slot.server.clone();
-        let built = tokio::task::spawn_blocking(move || builder(&server))
-            .await
-            .unwrap_or_else(|e| Err(format!("building the environment failed: {e}")));
-        let env = match built {
-            Ok(env) => env,
-            Err(reason) => {
-                tracing::error!(server = %name, "not started: {reason}");
-                self.record_start(index, Some(&reason));
-                self.forget_cached(index);
-                slot.set_status(SlotStatus::Failed(reason));
-                self.rebuild();
-                return Err(None);
-            }
+        let shared = self.share_key(index);
+        let previous = match slot.shared_key.lock() {
+            Ok(mut k) => std::mem::replace(&mut *k, shared.clone()),
+            Err(_) => None,
         };
-        let timeout = slot.startup_timeout(&self.defaults);
-        let cx = ChildContext {
-            upstream: Arc::clone(&self.upstream),
-            events,
-            reaper: self.reaper.clone(),
-            max_message: self.defaults.max_message_bytes.max(1024),
+        // Its manners changed since it was shared: its old instance is let go.
+        if let (Some(children), Some(old)) = (&self.children, previous)
+            && shared.as_ref() != Some(&old)
+        {
+            children.release(name, &old, self.id).await;
+        }
+        let started = match (&self.children, &shared) {
+            (Some(children), Some(key)) => children
+                .acquire(
+                    name,
+                    key,
+                    self.id,
+                    events,
+                    Arc::clone(self.upstream.redactor()),
+                    self.upstream.capabilities_for_children(),
+                    |upstream, events| self.start_child(index, upstream, events),
+                )
+                .await
+                .map_err(|e| match e {
+                    AcquireError::Start(e) => e,
+                    AcquireError::Catalog(e) => NotStarted::Child(e),
+                }),
+            _ => self
+                .start_child(index, Arc::clone(&self.upstream), events)
+                .await
+                .map(|(child, catalog)| (Arc::new(child), catalog)),
         };
-        match Child::start(&slot.server, env, timeout, &cx).await {
+        match started {
             Ok((child, catalog)) => {
                 if self.stopping.load(Ordering::SeqCst) {
-                    child.stop().await;
+                    match (&self.children, &shared) {
+                        (Some(children), Some(key)) => children.release(name, key, self.id).await,
+                        _ => child.stop().await,
+                    }
                     return Ok(());
                 }
                 tracing::info!(server = %name, tools = catalog.tools.len(), prompts = catalog.prompts.len(), resources = catalog.resources.len(), "server ready");
-                self.record_start(index, None);
+                self.record_start(index, Ok(&catalog));
                 if let Ok(mut c) = slot.catalog.lock() {
                     *c = Some(catalog.clone());
                 }
                 // In this order: from the moment the cached catalog is dropped, the child is in
                 // place (so every rebuild, by any slot, offers the live catalog), and a request
                 // waiting for this start wakes only once the manifest offers it.
-                slot.child.store(Some(Arc::new(child)));
+                slot.child.store(Some(child));
                 self.remember(index, &catalog);
                 self.rebuild();
                 slot.set_status(SlotStatus::Running);
                 self.notify_lists_changed(None).await;
                 Ok(())
             }
-            Err(e) => {
+            Err(NotStarted::Env(reason)) => {
+                tracing::error!(server = %name, "not started: {reason}");
+                self.record_start(index, Err(&reason));
+                self.forget_cached(index);
+                slot.set_status(SlotStatus::Failed(reason));
+                self.rebuild();
+                Err(None)
+            }
+            Err(NotStarted::Child(e)) => {
                 tracing::error!(server = %name, "not started: {e}");
                 let retry = !matches!(e, StartError::Spawn(_));
-                self.record_start(index, Some(&e.to_string()));
+                self.record_start(index, Err(&e.to_string()));
                 self.forget_cached(index);
                 // A retry is due (or the policy gives up, which says so): never a moment of
                 // `Failed` that a waiting call would take for the end.
@@ -390,6 +430,50 @@ impl Hub {
                 Err(retry.then(|| e.to_string()))
             }
         }
+    }
+
+    /// Build slot `index`'s environment and start its child, which sends up through `upstream`
+    /// and reports to `events`.
+    async fn start_child(
+        &self,
+        index: usize,
+        upstream: Arc<Upstream>,
+        events: EventSender,
+    ) -> Result<(Child, Catalog), NotStarted> {
+        let slot = &self.slots[index];
+        // Reading secrets may be a D-Bus round trip: keep it off the async workers.
+        let builder = Arc::clone(&self.env_builder);
+        let server = slot.server.clone();
+        let env = tokio::task::spawn_blocking(move || builder(&server))
+            .await
+            .unwrap_or_else(|e| Err(format!("building the environment failed: {e}")))
+            .map_err(NotStarted::Env)?;
+        let cx = ChildContext {
+            upstream,
+            events,
+            reaper: self.reaper.clone(),
+            max_message: self.defaults.max_message_bytes.max(1024),
+        };
+        Child::start(&slot.server, env, slot.startup_timeout(&self.defaults), &cx)
+            .await
+            .map_err(NotStarted::Child)
+    }
+
+    /// The key under which slot `index` shares its child with the gateway's other sessions, or
+    /// `None` when it runs its own: no sharing here (stdio), `shared = false` in its file, or a
+    /// server not known to be quiet (see [`CatalogCache::quiet`]). Children started for other
+    /// client capabilities are other children.
+    fn share_key(&self, index: usize) -> Option<String> {
+        self.children.as_ref()?;
+        let cache = self.cache.as_ref()?;
+        let server = &self.slots[index].server;
+        if !server.def.shared || !cache.quiet(&server.name, &CatalogCache::manners_key(server)) {
+            return None;
+        }
+        Some(CatalogCache::key(
+            server,
+            &self.upstream.capabilities_for_children(),
+        ))
     }
 
     /// Schedule restarts with exponential backoff and jitter until one succeeds or the policy
@@ -508,38 +592,72 @@ impl Hub {
         });
     }
 
-    /// Record a start's outcome for `lastmile servers list` (the reason scrubbed first).
-    fn record_start(&self, index: usize, failure: Option<&str>) {
+    /// Record a start's outcome for `lastmile servers list` (the reason scrubbed first), and
+    /// after a success what its catalog says of its manners: a server that offers resource
+    /// subscriptions or tasks will send notifications no call asked for.
+    fn record_start(&self, index: usize, outcome: Result<&Catalog, &str>) {
         let Some(cache) = self.cache.clone() else {
             return;
         };
         let server = &self.slots[index].server;
         let name = server.name.clone();
-        let manners = failure.is_none().then(|| CatalogCache::manners_key(server));
-        let reason = failure.map(|r| self.upstream.redactor().scrub(r).0.into_owned());
+        let manners = outcome.ok().map(|catalog| {
+            let caps = &catalog.capabilities;
+            let unasked = caps.supports_tasks()
+                || caps
+                    .resources
+                    .as_ref()
+                    .is_some_and(|r| r.subscribe == Some(true));
+            (CatalogCache::manners_key(server), unasked)
+        });
+        let reason = outcome
+            .err()
+            .map(|r| self.upstream.redactor().scrub(r).0.into_owned());
         tokio::task::spawn_blocking(move || {
             if let Err(e) = cache.record_start(&name, reason.as_deref()) {
                 tracing::warn!(server = %name, "cannot record the start: {e}");
             }
-            if let Some(key) = manners
-                && let Err(e) = cache.mark_started(&name, &key)
-            {
+            let Some((key, unasked)) = manners else {
+                return;
+            };
+            // In this order: it is never taken for quiet in between.
+            let marked = match unasked {
+                true => cache.mark_speaks_unasked(&name, &key),
+                false => Ok(()),
+            }
+            .and_then(|()| cache.mark_started(&name, &key));
+            if let Err(e) = marked {
                 tracing::warn!(server = %name, "cannot record the start: {e}");
             }
         });
     }
 
-    /// Remember (in the cache folder) that a child asks the client for things.
-    fn remember_asks_client(&self, index: usize) {
+    /// Remember (in the cache folder) that a child asks the client for things, or sends it
+    /// things unasked (`SpokeUnasked`): either way it is not quiet, and from its next start it
+    /// runs one instance per session.
+    fn remember_manners(&self, index: usize, event: &ChildEvent) {
         let slot = &self.slots[index];
         let Some(cache) = self.cache.clone() else {
             return;
         };
         let key = CatalogCache::manners_key(&slot.server);
         let name = slot.server.name.clone();
+        let shared = slot.shared_key.lock().is_ok_and(|k| k.is_some());
+        let asks = *event == ChildEvent::AskedClient;
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = cache.mark_asks_client(&name, &key) {
-                tracing::warn!(server = %name, "cannot remember that it asks the client: {e}");
+            let was_quiet = cache.quiet(&name, &key);
+            let marked = if asks {
+                cache.mark_asks_client(&name, &key)
+            } else {
+                cache.mark_speaks_unasked(&name, &key)
+            };
+            match marked {
+                Err(e) => tracing::warn!(server = %name, "cannot remember its manners: {e}"),
+                Ok(()) if was_quiet && shared => tracing::warn!(
+                    server = %name,
+                    "it sent the client something no call asked for while shared by several sessions: refused; from its next start it runs one instance per session"
+                ),
+                Ok(()) => {}
             }
         });
     }
@@ -635,8 +753,8 @@ impl Hub {
                 }
                 continue;
             }
-            if event == ChildEvent::AskedClient {
-                self.remember_asks_client(index);
+            if matches!(event, ChildEvent::AskedClient | ChildEvent::SpokeUnasked) {
+                self.remember_manners(index, &event);
                 continue;
             }
             let Some(child) = slot.child.load_full() else {
@@ -663,8 +781,18 @@ impl Hub {
     pub async fn stop_all(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         let stops = self.slots.iter().map(|slot| async move {
-            if let Some(child) = slot.child.swap(None) {
-                child.stop().await;
+            let child = slot.child.swap(None);
+            let shared = slot.shared_key.lock().ok().and_then(|k| k.clone());
+            match (&self.children, shared) {
+                // A shared child stops only when its last session lets go.
+                (Some(children), Some(key)) => {
+                    children.release(&slot.server.name, &key, self.id).await
+                }
+                _ => {
+                    if let Some(child) = child {
+                        child.stop().await;
+                    }
+                }
             }
             slot.set_status(SlotStatus::Stopped);
         });

@@ -17,7 +17,7 @@ use super::gate::Gate;
 use super::hub::{EnvBuilder, Hub};
 use crate::audit::{AuditSink, SessionEvent, SessionRecord, Transport, now_ms};
 use crate::config::{AuthMode, DefaultsSection, RateLimitSection, SecretRef, Server};
-use crate::downstream::{CatalogCache, ChildEnv, Delivery, ReaperLink};
+use crate::downstream::{CatalogCache, ChildEnv, Delivery, ReaperLink, SharedChildren};
 use crate::identity::{RateLimitConfigError, Session, SessionRateLimits};
 use crate::secrets::{
     CUSTOM_SECRETS_VAR, ChildSecrets, SecretStore, SecretsError, SessionRedactor, SharedRedactor,
@@ -60,6 +60,9 @@ pub struct Sharing {
     /// The rate limits of the identity, shared by all its sessions so that opening more
     /// sessions buys no more calls. `None`: the session's own.
     pub limits: Option<Arc<SessionRateLimits>>,
+    /// Children shared by the gateway's sessions (each server known to be quiet runs once).
+    /// `None`: the session starts its own.
+    pub children: Option<Arc<SharedChildren>>,
 }
 
 impl ClientSession {
@@ -115,6 +118,7 @@ impl ClientSession {
             env_builder,
             client.clone(),
             profile.cache.clone(),
+            sharing.children,
         );
         Ok((client, hub))
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::audit::{SessionEvent, Transport};
 use crate::config::{AuthMode, HttpSection};
+use crate::downstream::SharedChildren;
 use crate::edge::Verified;
 use crate::gateway::{ClientSession, SessionProfile, Sharing, record_session};
 use crate::identity::SessionRateLimits;
@@ -65,6 +66,8 @@ pub(crate) struct Registry {
     /// One 2026-07-28 session per identity (an async lock: two first requests make one).
     stateless: tokio::sync::Mutex<HashMap<Owner, Arc<Instance>>>,
     limits: Mutex<HashMap<Owner, Arc<SessionRateLimits>>>,
+    /// Children shared between sessions.
+    children: Arc<SharedChildren>,
 }
 
 impl Registry {
@@ -89,6 +92,7 @@ impl Registry {
             sessions: Mutex::default(),
             stateless: tokio::sync::Mutex::default(),
             limits: Mutex::default(),
+            children: Arc::default(),
         }
     }
 
@@ -204,6 +208,7 @@ impl Registry {
         let sharing = Sharing {
             redactor: Some(Arc::clone(&self.redactor)),
             limits: Some(limits),
+            children: Some(Arc::clone(&self.children)),
         };
         let (client, hub) =
             ClientSession::open_with(&self.profile, session, Transport::Http, sharing)

@@ -507,6 +507,7 @@ fn plan_entry(
         disabled,
         description: None,
         allow_kernel_keyring: false,
+        shared: true,
     };
     let header = format!(
         "# Imported by `lastmile import` from {} (entry {:?}).\n",
