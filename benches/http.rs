@@ -9,9 +9,10 @@
 //! its children (the fixture, the reaper), the bridge's runtime threads, the fixture behind the
 //! bridge, and the clients' thread — where the time goes.
 //!
-//! Targets: `bridge`; `lastmile`, each client in its own 2025-11-25 MCP session (each session
-//! starts its own child today); `lm-stless`, each client on 2026-07-28 without a session (one
-//! session, and one child, for the identity).
+//! Targets: `bridge`; `lastmile`, each client in its own 2025-11-25 MCP session; `lm-stless`,
+//! each client on 2026-07-28 without a session (one session for the identity). The fixture
+//! offers no resource subscriptions, so once its first start is recorded it is quiet and every
+//! session shares its one child, as behind the bridge.
 //!
 //! `cargo bench --bench http [-- TARGET...]`; `LASTMILE_BENCH_QUICK=1` shortens each case. Every
 //! process is started with a cleared environment in a temporary folder and stopped at the end.
@@ -550,7 +551,9 @@ impl Gateway {
         .unwrap();
         std::fs::write(
             p.join("config/servers.d/fx.toml"),
-            format!("command = {FIXTURE:?}\nargs = [\"--name\", \"fx\"]\ntiers = [\"user\"]\n"),
+            format!(
+                "command = {FIXTURE:?}\nargs = [\"--name\", \"fx\", \"--no-resources\"]\ntiers = [\"user\"]\n"
+            ),
         )
         .unwrap();
         let path = |s: &str| p.join(s).to_string_lossy().into_owned();
