@@ -365,7 +365,12 @@ pub(super) fn catalog_cache(profile: &Profile) -> CatalogCache {
 /// Serve until stdin closes or a SIGINT/SIGTERM arrives.
 async fn serve_stdio(face: Guarded, max_message: usize) -> u8 {
     let (input, output) = client_stdio();
-    crate::gateway::serve_front(face, input, output, max_message, shutdown_signal()).await;
+    // On a task of its own rather than in `block_on`: a call's answer then wakes it as any task
+    // is woken, without the extra turn of the reactor that waking `block_on`'s future costs.
+    let front = crate::gateway::serve_front(face, input, output, max_message, shutdown_signal());
+    if let Err(e) = tokio::spawn(front).await {
+        tracing::error!("the session ended abnormally: {e}");
+    }
     tracing::info!("session ended");
     exit_codes::OK
 }

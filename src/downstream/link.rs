@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, DuplexStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::wire::{Envelope, Frame, FrameReader, Kind, RawObject, json_string, write_queued};
@@ -59,15 +60,29 @@ pub enum RawOutcome {
     Cancelled,
 }
 
+/// What a raw call waiting for its answer is told.
+enum Answer {
+    /// The child's answer line.
+    Line(Bytes),
+    /// Its deadline passed first.
+    Expired,
+}
+
 struct Pending {
-    answer: oneshot::Sender<Bytes>,
+    /// Taken when the answer (or the deadline) comes.
+    answer: Option<oneshot::Sender<Answer>>,
     progress: Option<ProgressRoute>,
+    /// When the call times out (`None`: never).
+    deadline: Option<Instant>,
 }
 
 #[derive(Default)]
 struct State {
     pending: HashMap<u64, Pending>,
     closed: bool,
+    /// The deadline the expiry task sleeps until, if any: never later than the earliest
+    /// deadline of a call waiting (see [`expire`]).
+    armed: Option<Instant>,
 }
 
 /// The raw link to one child.
@@ -76,6 +91,14 @@ pub struct Link {
     to_child: mpsc::Sender<Bytes>,
     state: Mutex<State>,
     next: AtomicU64,
+    /// Wakes the expiry task: a call with an earlier deadline than the armed one, or the end.
+    expiry: Arc<Notify>,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.expiry.notify_one();
+    }
 }
 
 /// The typed client's end of the in-process pipes: what it reads, what it writes.
@@ -100,7 +123,9 @@ impl Link {
             to_child,
             state: Mutex::default(),
             next: AtomicU64::new(1),
+            expiry: Arc::new(Notify::new()),
         });
+        tokio::spawn(expire(Arc::downgrade(&link), Arc::clone(&link.expiry)));
         // The typed client reads `typed_in` and writes `typed_out`.
         let (typed_in, to_typed) = tokio::io::duplex(PIPE);
         let (typed_out, from_typed) = tokio::io::duplex(PIPE);
@@ -142,6 +167,7 @@ impl Link {
         line.extend_from_slice(b"}\n");
 
         let (answer, answered) = oneshot::channel();
+        let deadline = Instant::now().checked_add(timeout);
         {
             let Ok(mut state) = self.state.lock() else {
                 return RawOutcome::Closed;
@@ -149,7 +175,22 @@ impl Link {
             if state.closed {
                 return RawOutcome::Closed;
             }
-            state.pending.insert(n, Pending { answer, progress });
+            state.pending.insert(
+                n,
+                Pending {
+                    answer: Some(answer),
+                    progress,
+                    deadline,
+                },
+            );
+            // Only a deadline earlier than the armed one wakes the expiry task: with one
+            // call_timeout per child, that is only when nothing is armed.
+            if let Some(deadline) = deadline
+                && state.armed.is_none_or(|armed| deadline < armed)
+            {
+                state.armed = Some(deadline);
+                self.expiry.notify_one();
+            }
         }
         let mut guard = InFlight {
             link: self,
@@ -162,18 +203,23 @@ impl Link {
             self.forget(n);
             return RawOutcome::Closed;
         }
+        // No timer of the call's own: registering one per call costs the reactor a wake-up
+        // each time; the link's expiry task keeps one for all.
         tokio::select! {
-            answer = answered => {
-                guard.done = true;
-                match answer {
-                    Ok(bytes) => RawOutcome::Answered(bytes),
-                    Err(_) => RawOutcome::Closed,
+            answer = answered => match answer {
+                Ok(Answer::Line(bytes)) => {
+                    guard.done = true;
+                    RawOutcome::Answered(bytes)
                 }
-            }
-            _ = tokio::time::sleep(timeout) => {
-                guard.reason = "call_timeout elapsed";
-                RawOutcome::TimedOut(timeout)
-            }
+                Ok(Answer::Expired) => {
+                    guard.reason = "call_timeout elapsed";
+                    RawOutcome::TimedOut(timeout)
+                }
+                Err(_) => {
+                    guard.done = true;
+                    RawOutcome::Closed
+                }
+            },
             _ = cancel.cancelled() => RawOutcome::Cancelled,
         }
     }
@@ -257,10 +303,13 @@ impl Link {
                     .ok()
                     .and_then(|mut s| s.pending.remove(&n));
                 match pending {
-                    Some(p) => {
-                        let _ = p.answer.send(line.clone());
+                    Some(Pending {
+                        answer: Some(answer),
+                        ..
+                    }) => {
+                        let _ = answer.send(Answer::Line(line.clone()));
                     }
-                    None => {
+                    _ => {
                         tracing::debug!(server = %self.name, "an answer for a call no longer waiting; dropped")
                     }
                 }
@@ -297,6 +346,48 @@ impl Link {
             }
             _ => false,
         }
+    }
+}
+
+/// Time out the link's raw calls: sleep until the armed deadline, tell every call whose
+/// deadline has passed, arm the earliest one left. Calls arriving meanwhile have later deadlines
+/// (one call_timeout per child) and need no timer of their own, so under steady traffic this
+/// wakes once per call_timeout instead of registering a timer per call. Ends with the link.
+async fn expire(link: std::sync::Weak<Link>, nudge: Arc<Notify>) {
+    let mut armed: Option<Instant> = None;
+    loop {
+        match armed {
+            Some(when) => tokio::select! {
+                _ = tokio::time::sleep_until(when) => {}
+                _ = nudge.notified() => {}
+            },
+            None => nudge.notified().await,
+        }
+        let Some(link) = link.upgrade() else { return };
+        let Ok(mut state) = link.state.lock() else {
+            return;
+        };
+        if state.closed {
+            return;
+        }
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        for p in state.pending.values_mut() {
+            let Some(deadline) = p.deadline else { continue };
+            if p.answer.is_none() {
+                continue;
+            }
+            if deadline <= now {
+                // The entry stays: the caller's guard finds it and cancels on the child.
+                if let Some(answer) = p.answer.take() {
+                    let _ = answer.send(Answer::Expired);
+                }
+            } else if next.is_none_or(|n| deadline < n) {
+                next = Some(deadline);
+            }
+        }
+        state.armed = next;
+        armed = next;
     }
 }
 
@@ -540,5 +631,41 @@ mod tests {
             )
             .await;
         assert!(matches!(outcome, RawOutcome::Closed), "{outcome:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_call_times_out_at_its_own_deadline_whatever_is_armed() {
+        let (_child_stdin_r, child_stdin_w) = tokio::io::duplex(PIPE);
+        let (child_stdout_r, _child_stdout_w) = tokio::io::duplex(PIPE);
+        let (link, _typed) = Link::start("t".into(), child_stdout_r, child_stdin_w, 1024);
+        let call = |timeout: u64| {
+            let link = Arc::clone(&link);
+            async move {
+                let mut params = RawObject::parse(r#"{"name":"x"}"#).unwrap();
+                let start = tokio::time::Instant::now();
+                let outcome = link
+                    .call(
+                        "tools/call",
+                        &mut params,
+                        None,
+                        Duration::from_secs(timeout),
+                        &CancellationToken::new(),
+                    )
+                    .await;
+                assert!(matches!(outcome, RawOutcome::TimedOut(_)), "{outcome:?}");
+                start.elapsed()
+            }
+        };
+        // A long call arms its deadline; a shorter one after it must not wait for that one, nor
+        // a later long one end before its own.
+        let (long, short, later) = tokio::join!(call(100), call(5), async {
+            tokio::time::sleep(Duration::from_secs(50)).await;
+            call(100).await
+        });
+        assert_eq!(short.as_secs(), 5, "{short:?}");
+        assert_eq!(long.as_secs(), 100, "{long:?}");
+        assert_eq!(later.as_secs(), 100, "{later:?}");
+        // Nothing is waiting, nothing is armed; a new call arms again.
+        assert_eq!(call(7).await.as_secs(), 7);
     }
 }
