@@ -44,11 +44,10 @@ pub(crate) async fn tools_call(front: Arc<Front>, line: Bytes) {
     };
     let cancel = front.begin(&id);
     let execution_id = new_execution_id();
-    let span = tracing::info_span!(
-        "tools/call",
-        execution_id = %execution_id,
-        tool = tracing::field::Empty
-    );
+    // The execution id ties the call's log lines to its audit row, which names the tool. A
+    // field recorded later would have the log's JSON formatter parse and rewrite the span's
+    // fields, a cost paid on every call whether or not anything is logged.
+    let span = tracing::info_span!("tools/call", execution_id = %execution_id);
     let mut call = Call {
         front: &front,
         id: &id,
@@ -129,7 +128,6 @@ impl Call<'_> {
         let client_token = meta
             .as_ref()
             .and_then(|m| m.get("progressToken").map(str::to_owned));
-        tracing::Span::current().record("tool", name.as_str());
 
         let begin = |server: &str, tool: &str, args: Option<serde_json::Value>| {
             ExecutionRecord::begin(self.execution_id, &gate.who, server, tool, args)

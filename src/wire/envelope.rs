@@ -154,6 +154,15 @@ impl<'a> RawObject<'a> {
 
 /// `s` as a JSON string literal.
 pub fn json_string(s: &str) -> String {
+    // Most strings here (ids, tool names) need no escape: quoting them is all serde_json would
+    // do, and it would cost a formatter per call.
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        let mut out = String::with_capacity(s.len() + 2);
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+        return out;
+    }
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
@@ -323,6 +332,27 @@ mod tests {
 
     fn parse(s: &str) -> Result<Envelope<'_>, WireError> {
         Envelope::parse(s.as_bytes())
+    }
+
+    #[test]
+    fn json_string_quotes_exactly_as_serde_json_does() {
+        let mut cases: Vec<String> = (0u8..=0x7f).map(|b| format!("a{}b", b as char)).collect();
+        cases.extend(
+            [
+                "",
+                "lm-1",
+                "fx__echo",
+                "é€😀",
+                "\u{7f}",
+                "tab\there",
+                "q\"uote",
+                "back\\slash",
+            ]
+            .map(String::from),
+        );
+        for s in cases {
+            assert_eq!(json_string(&s), serde_json::to_string(&s).unwrap(), "{s:?}");
+        }
     }
 
     #[test]
