@@ -23,7 +23,9 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::wire::{Envelope, Frame, FrameReader, Kind, RawObject, json_string, write_queued};
+use crate::wire::{
+    Envelope, Frame, FrameReader, Kind, RawObject, json_string, write_json_string, write_queued,
+};
 
 /// The prefix of the ids (and progress tokens) of raw requests.
 const RAW_ID_PREFIX: &str = "lm-";
@@ -155,13 +157,14 @@ impl Link {
         cancel: &CancellationToken,
     ) -> RawOutcome {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let id = json_string(&format!("{RAW_ID_PREFIX}{n}"));
+        // A JSON string that needs no escape.
+        let id = format!("\"{RAW_ID_PREFIX}{n}\"");
         set_progress_token(params, progress.is_some().then_some(id.as_str()));
         let mut line = Vec::with_capacity(64 + method.len());
         line.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
         line.extend_from_slice(id.as_bytes());
         line.extend_from_slice(b",\"method\":");
-        line.extend_from_slice(json_string(method).as_bytes());
+        write_json_string(&mut line, method);
         line.extend_from_slice(b",\"params\":");
         params.write(&mut line);
         line.extend_from_slice(b"}\n");

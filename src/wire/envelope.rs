@@ -101,10 +101,11 @@ impl<'a> RawObject<'a> {
             .map(|(_, v)| v.get())
     }
 
-    /// A member's value as a borrowed string (only when it is a JSON string).
+    /// A member's value as a string (only when it is a JSON string), borrowed unless it holds
+    /// an escape.
     pub fn get_str(&self, key: &str) -> Option<Cow<'_, str>> {
         let raw = self.get(key)?;
-        serde_json::from_str::<Cow<'_, str>>(raw).ok()
+        serde_json::from_str::<Text<'_>>(raw).ok().map(|t| t.0)
     }
 
     /// Set (or add, at the end) a member to `json`, which must be valid JSON text.
@@ -136,7 +137,7 @@ impl<'a> RawObject<'a> {
             if i > 0 {
                 out.push(b',');
             }
-            out.extend_from_slice(json_string(k).as_bytes());
+            write_json_string(out, k);
             out.push(b':');
             out.extend_from_slice(v.get().as_bytes());
         }
@@ -154,16 +155,50 @@ impl<'a> RawObject<'a> {
 
 /// `s` as a JSON string literal.
 pub fn json_string(s: &str) -> String {
-    // Most strings here (ids, tool names) need no escape: quoting them is all serde_json would
-    // do, and it would cost a formatter per call.
+    let mut out = Vec::with_capacity(s.len() + 2);
+    write_json_string(&mut out, s);
+    // Only valid UTF-8 went in.
+    String::from_utf8(out).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// Append `s` as a JSON string literal to `out`.
+pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
+    // Most strings here (member names, ids, tool names) need no escape: quoting them is all
+    // serde_json would do, and it would cost a formatter per string.
     if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
-        let mut out = String::with_capacity(s.len() + 2);
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
-        return out;
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else if serde_json::to_writer(&mut *out, s).is_err() {
+        out.extend_from_slice(b"\"\"");
     }
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// A JSON string, borrowed from the input unless it holds an escape. (serde's own `Cow<str>`
+/// always allocates.)
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(TextVisitor)
+    }
 }
 
 /// A parsed JSON-RPC message: its kind and its top-level members, raw.
@@ -300,7 +335,7 @@ impl<'de> Visitor<'de> for MembersVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut members: Vec<(Cow<'de, str>, Piece<'de>)> = Vec::new();
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             if members.iter().any(|(k, _)| *k == key) {
                 return Err(de::Error::custom(format_args!("{DUPLICATE}{key}")));
             }
@@ -332,6 +367,27 @@ mod tests {
 
     fn parse(s: &str) -> Result<Envelope<'_>, WireError> {
         Envelope::parse(s.as_bytes())
+    }
+
+    #[test]
+    fn names_and_strings_are_borrowed_unless_escaped() {
+        let text = r#"{"name":"fx__echo","t\u0061b":"a\tb","arguments":{}}"#;
+        let o = RawObject::parse(text).unwrap();
+        let borrowed: Vec<bool> = o
+            .members
+            .iter()
+            .map(|(k, _)| matches!(k, Cow::Borrowed(_)))
+            .collect();
+        assert_eq!(borrowed, [true, false, true]);
+        assert_eq!(o.keys().collect::<Vec<_>>(), ["name", "tab", "arguments"]);
+        assert!(matches!(o.get_str("name"), Some(Cow::Borrowed("fx__echo"))));
+        assert_eq!(o.get_str("tab").as_deref(), Some("a\tb"));
+        assert!(o.get_str("arguments").is_none());
+        // Written back, the escaped name is quoted as JSON wants.
+        assert_eq!(
+            o.to_json(),
+            r#"{"name":"fx__echo","tab":"a\tb","arguments":{}}"#
+        );
     }
 
     #[test]

@@ -9,6 +9,8 @@ mod envelope;
 mod frame;
 mod write;
 
-pub use envelope::{Envelope, Kind, Piece, RawObject, WireError, json_string, rename};
+pub use envelope::{
+    Envelope, Kind, Piece, RawObject, WireError, json_string, rename, write_json_string,
+};
 pub use frame::{DEFAULT_MAX_MESSAGE, Frame, FrameReader, Framer};
 pub use write::write_queued;
