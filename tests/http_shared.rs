@@ -170,22 +170,26 @@ async fn rig(extra: &str) -> (Rig, Who) {
     (Rig { w, log, server }, warm)
 }
 
+/// Bob and carol, each with an open session that has called `alpha__echo` once (so each has
+/// met `alpha`, shared or not).
+async fn bob_and_carol(w: &World, server: &HttpServer) -> (Who, Who) {
+    let bob = Who::open(w, server, "bob").await;
+    let carol = Who::open(w, server, "carol").await;
+    for (who, text) in [(&bob, "b"), (&carol, "c")] {
+        assert_eq!(
+            who.call(server, "alpha__echo", json!({ "text": text }))
+                .await,
+            text
+        );
+    }
+    (bob, carol)
+}
+
 #[tokio::test]
 async fn a_quiet_server_runs_once_for_every_identity_and_answers_each_caller_alone() {
     let (Rig { w, log, server }, _warm) = rig("").await;
     // The first session met `alpha` unknown and started its own; now it is known to be quiet.
-    let bob = Who::open(&w, &server, "bob").await;
-    let carol = Who::open(&w, &server, "carol").await;
-    assert_eq!(
-        bob.call(&server, "alpha__echo", json!({"text": "b"})).await,
-        "b"
-    );
-    assert_eq!(
-        carol
-            .call(&server, "alpha__echo", json!({"text": "c"}))
-            .await,
-        "c"
-    );
+    let (bob, carol) = bob_and_carol(&w, &server).await;
     let started = starts(&log);
     assert_eq!(
         started.len(),
@@ -250,18 +254,7 @@ async fn a_quiet_server_runs_once_for_every_identity_and_answers_each_caller_alo
 #[tokio::test]
 async fn a_shared_server_that_crashes_is_restarted_once_for_all_its_identities() {
     let (Rig { w, log, server }, _warm) = rig("").await;
-    let bob = Who::open(&w, &server, "bob").await;
-    let carol = Who::open(&w, &server, "carol").await;
-    assert_eq!(
-        bob.call(&server, "alpha__echo", json!({"text": "b"})).await,
-        "b"
-    );
-    assert_eq!(
-        carol
-            .call(&server, "alpha__echo", json!({"text": "c"}))
-            .await,
-        "c"
-    );
+    let (bob, carol) = bob_and_carol(&w, &server).await;
     assert_eq!(starts(&log).len(), 2);
     bob.call(&server, "alpha__crash", json!({})).await;
     // Both sessions come back to one new instance.
@@ -283,18 +276,8 @@ async fn a_shared_server_that_crashes_is_restarted_once_for_all_its_identities()
 #[tokio::test]
 async fn a_server_marked_not_shared_runs_once_per_identity() {
     let (Rig { w, log, server }, _warm) = rig("shared = false").await;
-    let bob = Who::open(&w, &server, "bob").await;
-    let carol = Who::open(&w, &server, "carol").await;
-    assert_eq!(
-        bob.call(&server, "alpha__echo", json!({"text": "b"})).await,
-        "b"
-    );
-    assert_eq!(
-        carol
-            .call(&server, "alpha__echo", json!({"text": "c"}))
-            .await,
-        "c"
-    );
+    // Both sessions stay open while the starts are counted.
+    let (_bob, _carol) = bob_and_carol(&w, &server).await;
     let started = starts(&log);
     assert_eq!(started.len(), 3, "one instance each: {started:?}");
     server.stop().await;
@@ -303,12 +286,7 @@ async fn a_server_marked_not_shared_runs_once_per_identity() {
 #[tokio::test]
 async fn a_shared_server_that_speaks_unasked_is_refused_and_runs_once_per_identity_after() {
     let (Rig { w, log, server }, _warm) = rig("").await;
-    let bob = Who::open(&w, &server, "bob").await;
-    let carol = Who::open(&w, &server, "carol").await;
-    assert_eq!(
-        bob.call(&server, "alpha__echo", json!({"text": "b"})).await,
-        "b"
-    );
+    let (bob, carol) = bob_and_carol(&w, &server).await;
     assert_eq!(starts(&log).len(), 2);
     // A request of its own to the client, from the shared instance: it has no caller to go to.
     let roots = bob.call(&server, "alpha__roots", json!({})).await;
