@@ -981,6 +981,21 @@ fn classify_mismatch(
 mod tests {
     use super::*;
 
+    /// A folder (kept alive by the caller), the checkpoint's path in it, and the test key.
+    fn checkpoint() -> (tempfile::TempDir, std::path::PathBuf, AuditKey) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.head");
+        (dir, path, AuditKey::from_bytes(vec![7u8; 32]).unwrap())
+    }
+
+    /// The head at `seq`, its tag filled with `seq`'s low byte.
+    fn head_at(seq: i64) -> Head {
+        Head {
+            seq,
+            tag: [seq as u8; 32],
+        }
+    }
+
     #[test]
     fn key_debug_hides_bytes() {
         let key = AuditKey::from_bytes(b"0123456789abcdef-secret".to_vec()).unwrap();
@@ -1001,9 +1016,7 @@ mod tests {
 
     #[test]
     fn head_file_round_trips_and_catches_edits() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.head");
-        let key = AuditKey::from_bytes(vec![7u8; 32]).unwrap();
+        let (_dir, path, key) = checkpoint();
         assert_eq!(read_head(&key, &path).unwrap(), HeadFile::Missing);
         let head = Head {
             seq: 42,
@@ -1025,9 +1038,7 @@ mod tests {
 
     #[test]
     fn a_head_is_advanced_in_place_over_an_older_versions_file_and_never_moves_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.head");
-        let key = AuditKey::from_bytes(vec![7u8; 32]).unwrap();
+        let (_dir, path, key) = checkpoint();
         let head = |seq| Head {
             seq,
             tag: [seq as u8; 32],
@@ -1067,15 +1078,10 @@ mod tests {
 
     #[test]
     fn a_checkpoint_that_is_not_text_is_overwritten_and_cut_to_the_head() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.head");
-        let key = AuditKey::from_bytes(vec![7u8; 32]).unwrap();
+        let (_dir, path, key) = checkpoint();
         std::fs::write(&path, vec![0xff; 4096]).unwrap();
         assert_eq!(read_head(&key, &path).unwrap(), HeadFile::Forged);
-        let head = Head {
-            seq: 3,
-            tag: [3; 32],
-        };
+        let head = head_at(3);
         advance_head(&key, &path, head).unwrap();
         assert_eq!(read_head(&key, &path).unwrap(), HeadFile::Valid(head));
         assert_eq!(
@@ -1086,18 +1092,8 @@ mod tests {
 
     #[test]
     fn a_lock_another_program_keeps_on_the_checkpoint_hangs_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.head");
-        let key = AuditKey::from_bytes(vec![7u8; 32]).unwrap();
-        write_head(
-            &key,
-            &path,
-            Head {
-                seq: 1,
-                tag: [1; 32],
-            },
-        )
-        .unwrap();
+        let (_dir, path, key) = checkpoint();
+        write_head(&key, &path, head_at(1)).unwrap();
         // Held for the whole test, as a hostile program of the user could.
         let holder = std::fs::File::open(&path).unwrap();
         holder.lock().unwrap();
@@ -1105,19 +1101,10 @@ mod tests {
         // returns.
         let read = read_head(&key, &path);
         #[cfg(unix)]
-        assert_eq!(
-            read.unwrap(),
-            HeadFile::Valid(Head {
-                seq: 1,
-                tag: [1; 32]
-            })
-        );
+        assert_eq!(read.unwrap(), HeadFile::Valid(head_at(1)));
         #[cfg(not(unix))]
         drop(read);
-        let head = Head {
-            seq: 2,
-            tag: [2; 32],
-        };
+        let head = head_at(2);
         // Skipped by name, not waited for; the next one, with the lock let go, lands.
         let e = advance_head(&key, &path, head).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}");
@@ -1128,18 +1115,8 @@ mod tests {
 
     #[test]
     fn readers_never_see_a_half_written_head_while_writers_race() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.head");
-        let key = AuditKey::from_bytes(vec![7u8; 32]).unwrap();
-        write_head(
-            &key,
-            &path,
-            Head {
-                seq: 1,
-                tag: [1; 32],
-            },
-        )
-        .unwrap();
+        let (_dir, path, key) = checkpoint();
+        write_head(&key, &path, head_at(1)).unwrap();
         let stop = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|s| {
             for w in 0..2i64 {
