@@ -466,14 +466,13 @@ impl Hub {
     fn share_key(&self, index: usize) -> Option<String> {
         self.children.as_ref()?;
         let cache = self.cache.as_ref()?;
-        let server = &self.slots[index].server;
+        let slot = &self.slots[index];
+        let server = &slot.server;
         if !server.def.shared || !cache.quiet(&server.name, &CatalogCache::manners_key(server)) {
             return None;
         }
-        Some(CatalogCache::key(
-            server,
-            &self.upstream.capabilities_for_children(),
-        ))
+        // The catalog cache's key, set before any start: the same start key, computed once.
+        slot.cache_key.lock().ok().and_then(|k| k.clone())
     }
 
     /// Schedule restarts with exponential backoff and jitter until one succeeds or the policy

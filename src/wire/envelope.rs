@@ -155,17 +155,25 @@ impl<'a> RawObject<'a> {
 
 /// `s` as a JSON string literal.
 pub fn json_string(s: &str) -> String {
-    let mut out = Vec::with_capacity(s.len() + 2);
-    write_json_string(&mut out, s);
-    // Only valid UTF-8 went in.
-    String::from_utf8(out).unwrap_or_else(|_| "\"\"".into())
+    if needs_escape(s) {
+        return serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+    }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    out.push_str(s);
+    out.push('"');
+    out
+}
+
+/// Whether serde_json would escape anything in `s`. Most strings here (member names, ids, tool
+/// names) need no escape: quoting them is all it would do, at the cost of a formatter.
+fn needs_escape(s: &str) -> bool {
+    s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// Append `s` as a JSON string literal to `out`.
 pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
-    // Most strings here (member names, ids, tool names) need no escape: quoting them is all
-    // serde_json would do, and it would cost a formatter per string.
-    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+    if !needs_escape(s) {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
