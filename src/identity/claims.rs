@@ -67,23 +67,37 @@ impl Claims {
     }
 }
 
-/// [`Claims`] borrowed from the decoded payload, read by [`ClaimsRef::scan`]: the verifier
-/// checks these before it allocates anything.
+/// [`Claims`] borrowed from a verified token's payload: what
+/// [`Verifier::verify_with`](super::Verifier::verify_with) hands its reader, so a caller that
+/// keeps only some claims (a session keeps neither issuer nor audience) copies only those.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct ClaimsRef<'a> {
-    pub(crate) iss: &'a str,
-    pub(crate) aud: &'a str,
-    sub: &'a str,
-    pub(crate) exp: u64,
-    pub(crate) iat: Option<u64>,
-    pub(crate) nbf: Option<u64>,
-    jti: &'a str,
-    session_id: &'a str,
-    tier: Tier,
-    scope: Option<&'a str>,
-    roles: Vec<&'a str>,
-    user_type: Option<&'a str>,
-    rate_limit_tier: Option<Tier>,
+pub struct ClaimsRef<'a> {
+    /// Issuer.
+    pub iss: &'a str,
+    /// Audience.
+    pub aud: &'a str,
+    /// Subject.
+    pub sub: &'a str,
+    /// Expiry, Unix seconds.
+    pub exp: u64,
+    /// Issued at, Unix seconds.
+    pub iat: Option<u64>,
+    /// Not before, Unix seconds.
+    pub nbf: Option<u64>,
+    /// Unique token id.
+    pub jti: &'a str,
+    /// Session id.
+    pub session_id: &'a str,
+    /// Permission tier.
+    pub tier: Tier,
+    /// Space-separated scopes.
+    pub scope: Option<&'a str>,
+    /// Roles.
+    pub roles: Vec<&'a str>,
+    /// Kind of principal.
+    pub user_type: Option<&'a str>,
+    /// Tier whose rate limit applies, when it differs from `tier`.
+    pub rate_limit_tier: Option<Tier>,
 }
 
 impl<'a> ClaimsRef<'a> {
@@ -151,8 +165,32 @@ impl<'a> ClaimsRef<'a> {
         })
     }
 
-    /// The owned claims a session keeps.
-    pub(crate) fn to_owned_claims(&self) -> Claims {
+    /// Owned claims, for a payload the scan declined and serde parsed.
+    pub(crate) fn of(claims: &'a Claims) -> Self {
+        ClaimsRef {
+            iss: &claims.iss,
+            aud: &claims.aud,
+            sub: &claims.sub,
+            exp: claims.exp,
+            iat: claims.iat,
+            nbf: claims.nbf,
+            jti: &claims.jti,
+            session_id: &claims.session_id,
+            tier: claims.tier,
+            scope: claims.scope.as_deref(),
+            roles: claims.roles.iter().map(String::as_str).collect(),
+            user_type: claims.user_type.as_deref(),
+            rate_limit_tier: claims.rate_limit_tier,
+        }
+    }
+
+    /// The scopes, split on whitespace.
+    pub fn scopes(&self) -> impl Iterator<Item = &'a str> + use<'a> {
+        self.scope.unwrap_or("").split_whitespace()
+    }
+
+    /// Every claim, owned.
+    pub fn to_owned_claims(&self) -> Claims {
         Claims {
             iss: self.iss.to_owned(),
             aud: self.aud.to_owned(),
@@ -253,15 +291,21 @@ impl<'a> Scan<'a> {
         self.skip_space();
         let bytes = self.text.as_bytes();
         let start = self.at;
-        let mut n: u64 = 0;
-        while let Some(d @ b'0'..=b'9') = bytes.get(self.at).copied() {
-            n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-            self.at += 1;
-        }
-        let digits = self.at - start;
-        if digits == 0 || (digits > 1 && bytes[start] == b'0') {
+        let digits = bytes[start..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        // u64 holds every 19-digit number, so only a 20th digit needs checking.
+        if digits == 0 || digits > 20 || (digits > 1 && bytes[start] == b'0') {
             return None;
         }
+        let value = |d: &u8| u64::from(d - b'0');
+        let head = &bytes[start..start + digits.min(19)];
+        let mut n = head.iter().fold(0u64, |n, d| n * 10 + value(d));
+        if digits == 20 {
+            n = n.checked_mul(10)?.checked_add(value(&bytes[start + 19]))?;
+        }
+        self.at = start + digits;
         if let Some(b'.' | b'e' | b'E') = bytes.get(self.at) {
             return None;
         }

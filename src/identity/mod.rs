@@ -19,7 +19,7 @@ mod session;
 mod time;
 mod verify;
 
-pub use claims::Claims;
+pub use claims::{Claims, ClaimsRef};
 pub use issue::{DEFAULT_TTL, IssueError, IssueRequest, IssuedToken, TokenIssuer};
 pub use rate::{
     RateBucket, RateLimitConfigError, RateLimited, SessionRateLimiter, SessionRateLimits,

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::claims::Claims;
+use super::claims::ClaimsRef;
 use super::secret::WeakSecret;
 use super::time::{UnixTime, now_unix};
 use super::verify::{MAX_TOKEN_BYTES, Rejection, Verifier};
@@ -184,19 +184,19 @@ pub struct Session {
 }
 
 impl Session {
-    fn verified(claims: Claims, mode: AuthMode, leeway: u64, source: TokenSource) -> Self {
+    fn verified(claims: &ClaimsRef<'_>, mode: AuthMode, leeway: u64, source: TokenSource) -> Self {
         Session {
             scope: claims.scopes().map(str::to_string).collect(),
             rate_limit_tier: claims.rate_limit_tier.unwrap_or(claims.tier),
             valid_until: Some(claims.exp.saturating_add(leeway)),
             expires_at: Some(claims.exp),
-            session_id: claims.session_id,
-            jti: Some(claims.jti),
-            subject: claims.sub,
+            session_id: claims.session_id.to_string(),
+            jti: Some(claims.jti.to_string()),
+            subject: claims.sub.to_string(),
             tier: claims.tier,
             mode,
-            roles: claims.roles,
-            user_type: claims.user_type,
+            roles: claims.roles.iter().map(|r| (*r).to_string()).collect(),
+            user_type: claims.user_type.map(str::to_string),
             origin: SessionOrigin::Verified { source },
         }
     }
@@ -473,10 +473,11 @@ impl Authenticator {
         }
         let result = match found {
             Some((source, token)) => {
-                match verifier.verify_at(token.expose_secret().as_bytes(), now) {
-                    Ok(claims) => {
-                        return Ok(Session::verified(claims, self.mode, self.leeway, source));
-                    }
+                let verified = verifier.verify_with(token.expose_secret().as_bytes(), now, |c| {
+                    Session::verified(c, self.mode, self.leeway, source.clone())
+                });
+                match verified {
+                    Ok(session) => return Ok(session),
                     Err(rejection) => {
                         attempts.push(SourceAttempt {
                             source,
@@ -510,9 +511,9 @@ impl Authenticator {
                 self.mode,
                 SessionOrigin::TestIdentity,
             )),
-            (Some(v), _) => v
-                .verify_at(token.expose_secret().trim().as_bytes(), now)
-                .map(|claims| Session::verified(claims, self.mode, self.leeway, source)),
+            (Some(v), _) => v.verify_with(token.expose_secret().trim().as_bytes(), now, |c| {
+                Session::verified(c, self.mode, self.leeway, source)
+            }),
         }
     }
 

@@ -354,3 +354,50 @@ fn debug_never_shows_the_key() {
     assert!(!text.contains(SECRET), "{text}");
     assert!(text.contains("[redacted]"));
 }
+
+/// The same bytes written with stray trailing bits in a part's last character: a lenient decoder
+/// reads them as the canonical text, which would make a signed token malleable. Refused as not
+/// base64url, even when the odd text itself is signed, as jsonwebtoken refuses it.
+#[test]
+fn stray_trailing_bits_are_refused_even_when_signed() {
+    const URL_SAFE: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    // Setting the lowest bit of the last character's six keeps the decoded bytes for a lenient
+    // decoder (those bits are padding) and breaks canonical form.
+    let stray = |part: &str| {
+        let mut bytes = part.as_bytes().to_vec();
+        let last = bytes.last_mut().unwrap();
+        let index = URL_SAFE.iter().position(|c| c == last).unwrap();
+        assert_eq!(index % 4, 0, "a canonical last character of {part}");
+        *last = URL_SAFE[index + 1];
+        String::from_utf8(bytes).unwrap()
+    };
+    let header = b64(PINNED_HEADER_JSON.as_bytes());
+    let reference = crate::identity::reference::ReferenceVerifier::new(&auth(), &secret()).unwrap();
+    // Claims whose JSON leaves trailing bits in its last character (not a multiple of 3 long).
+    let mut claims = good_claims().to_string();
+    while claims.len().is_multiple_of(3) {
+        claims.insert(1, ' ');
+    }
+    let payload = stray(&b64(claims.as_bytes()));
+    let input = format!("{header}.{payload}");
+    let signed = format!("{input}.{}", hs256(SECRET, &input));
+    assert_eq!(
+        refuse(&signed),
+        Rejection::NotBase64Url {
+            segment: Segment::Payload
+        }
+    );
+    assert!(reference.decode(signed.as_bytes()).is_err());
+
+    let good = token(&good_claims());
+    let (input, signature) = good.rsplit_once('.').unwrap();
+    assert_eq!(signature.len(), 43);
+    let odd = format!("{input}.{}", stray(signature));
+    assert_eq!(
+        refuse(&odd),
+        Rejection::NotBase64Url {
+            segment: Segment::Signature
+        }
+    );
+    assert!(reference.decode(odd.as_bytes()).is_err());
+}

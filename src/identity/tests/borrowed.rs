@@ -192,3 +192,37 @@ fn refuse_code(token: &str) -> &'static str {
         .unwrap_err()
         .code()
 }
+
+/// `verify_with` hands its reader the same claims whether the payload took the scan or the
+/// owned parse (an escape or an unknown claim sends it there), and `verify_at` owns exactly those.
+#[test]
+fn the_borrowed_reader_sees_the_same_claims_on_both_paths() {
+    let v = verifier();
+    let plain = good_claims();
+    let declined = plain
+        .to_string()
+        .replace(r#""alice""#, r#""al\u0069ce""#)
+        .replace('}', r#","extra":[1]}"#);
+    assert!(ClaimsRef::scan(plain.to_string().as_bytes()).is_some());
+    assert!(ClaimsRef::scan(declined.as_bytes()).is_none());
+    let read = |token: &str| {
+        v.verify_with(token.as_bytes(), NOW, |c| c.to_owned_claims())
+            .unwrap()
+    };
+    let scanned = read(&token(&plain));
+    let parsed = read(&token_raw(PINNED_HEADER_JSON, &declined, SECRET));
+    assert_eq!(scanned, parsed);
+    assert_eq!(scanned.sub, "alice");
+    assert_eq!(v.verify_at(token(&plain).as_bytes(), NOW).unwrap(), scanned);
+    // A refusal reaches no reader.
+    let expired = token(&claims_with(
+        json!({ "exp": NOW - 3600, "iat": NOW - 7200 }),
+    ));
+    let mut reached = false;
+    let refused = v.verify_with(expired.as_bytes(), NOW, |_| reached = true);
+    assert!(
+        matches!(refused, Err(Rejection::Expired { .. })),
+        "{refused:?}"
+    );
+    assert!(!reached);
+}
