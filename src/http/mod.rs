@@ -2,9 +2,9 @@
 //!
 //! Every request passes, in order: the edge's triage ([`crate::edge`]: scanner detection, the
 //! signed proxy identity, the token extractor chain and the validator — each request verified on
-//! its own), then the `Host`/`Origin` check ([`origin`]), then the MCP handler. Behind it is the
+//! its own), then the `Host`/`Origin` check (`origin`), then the MCP handler. Behind it is the
 //! stdio code, not a copy: each session is a [`crate::gateway::ClientSession`] served by the same
-//! front over in-process pipes ([`instance`]), so the tier scoping, routing, secrets, redaction,
+//! front over in-process pipes (`instance`), so the tier scoping, routing, secrets, redaction,
 //! gate and audit are the ones stdio uses.
 //!
 //! - **2025 versions**: `initialize` without `Mcp-Session-Id` opens a session, bound to the
