@@ -48,9 +48,9 @@ pub struct WriterOptions {
     pub busy_timeout: Duration,
     /// At shutdown, how long the writer keeps retrying a failing commit before it gives up.
     pub shutdown_grace: Duration,
-    /// After a batch, how long the writer keeps polling the channel (a step of a few milliseconds) before it
-    /// parks. Under steady load senders then never wake a parked thread, and each commit carries
-    /// what came in during a step; a row waits at most one step more.
+    /// After a batch, how long the writer keeps polling the channel (a step of a few
+    /// milliseconds) before it parks. Under steady load senders then never wake a parked thread,
+    /// and each commit carries what came in during a step; a row waits at most one step more.
     pub linger: Duration,
     /// How often, while rows keep coming, the writer raises the high-water mark (a keyring write,
     /// under the database's write lock). It is raised at shutdown too.
