@@ -42,7 +42,7 @@ async fn fill(w: &World, n: usize) {
             &who,
             "notes",
             &format!("tool{i}"),
-            Some(serde_json::json!({ "i": i })),
+            Some(serde_json::json!({ "i": i }).to_string()),
         )
         .finish(
             status,

@@ -401,3 +401,56 @@ async fn issue_9_a_method_lastmile_does_not_route_is_refused_and_audited() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("vendor/secret-backdoor"), "{text}");
 }
+
+/// The audit keeps a call's arguments as the client wrote them, scrubbed: a secret the model
+/// writes there is found in every JSON spelling (escaped character by character, half escaped,
+/// as a member name, inside a nested JSON string), and the row holds none of them.
+#[tokio::test]
+async fn a_secret_in_tool_arguments_reaches_no_audit_row_in_any_json_spelling() {
+    let w = World::new();
+    let value = canary("args");
+    w.set_secret("ARG_KEY", &value).await;
+    w.fixture("fx", &[], "secrets = [\"ARG_KEY\"]");
+    let mut raw = RawClient::start(&w);
+    raw.initialize("2025-11-25").await;
+    let _ = raw.request(2, "tools/list", json!({})).await;
+    let escaped: String = value
+        .chars()
+        .map(|c| format!("\\u{:04x}", c as u32))
+        .collect();
+    let half: String = value
+        .chars()
+        .enumerate()
+        .map(|(i, c)| match i % 2 {
+            0 => format!("\\u{:04X}", c as u32),
+            _ => c.to_string(),
+        })
+        .collect();
+    let nested = serde_json::to_string(&json!({ "token": value }).to_string()).unwrap();
+    let line = format!(
+        r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"fx__echo","arguments":{{"text":"{escaped}","note":"say {half}!","{escaped}":1,"inner":{nested},"plain":"{value}"}}}}}}"#
+    );
+    raw.send_line(&line).await;
+    let answer = loop {
+        let line = raw.next_line().await.expect("an answer to the call");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v["id"] == json!(3) {
+            break v;
+        }
+    };
+    assert!(answer.get("result").is_some(), "{answer}");
+    assert_clean("the answer", &answer.to_string(), &value);
+    assert!(raw.finish().await.success());
+
+    let rows = w.audit_export().await;
+    let row = rows
+        .iter()
+        .find(|r| r["tool"] == "echo")
+        .unwrap_or_else(|| panic!("no row for the call: {rows:?}"));
+    // Export decodes the stored JSON, so an escaped spelling that survived would show here.
+    let text = row.to_string();
+    assert_clean("the audit row", &text, &value);
+    assert!(text.contains("[REDACTED:ARG_KEY]"), "{text}");
+    assert!(row["redactions"].as_u64().unwrap_or(0) >= 5, "{row}");
+    assert_clean("the data folder", &read_tree(&w.data_dir()), &value);
+}

@@ -203,8 +203,9 @@ pub struct ExecutionRecord {
     /// The target on that server: the tool's name (not the namespaced name), the prompt's name or
     /// the resource URI; empty for requests without one (the list requests).
     pub tool: String,
-    /// The call's arguments, already scrubbed by the redactor. Serialized by the writer thread.
-    pub arguments: Option<serde_json::Value>,
+    /// The call's arguments: the JSON text of an object, as the client wrote it, already
+    /// scrubbed by the redactor.
+    pub arguments: Option<String>,
     /// How the call ended.
     pub status: ExecStatus,
     /// The error message, already scrubbed, for every status but `ok`.
@@ -221,7 +222,7 @@ impl ExecutionRecord {
         identity: &SessionIdentity,
         server: &str,
         tool: &str,
-        arguments: Option<serde_json::Value>,
+        arguments: Option<String>,
     ) -> PendingExecution {
         PendingExecution {
             execution_id,
@@ -271,7 +272,7 @@ pub struct PendingExecution {
     method: String,
     server: String,
     tool: String,
-    arguments: Option<serde_json::Value>,
+    arguments: Option<String>,
 }
 
 impl PendingExecution {

@@ -29,7 +29,10 @@ fn exec(subject: &str, tool: &str, status: ExecStatus) -> ExecutionRecord {
         &who(subject),
         "github",
         tool,
-        Some(serde_json::json!({"repo": "acme/widgets", "title": "a realistic issue title"})),
+        Some(
+            serde_json::json!({"repo": "acme/widgets", "title": "a realistic issue title"})
+                .to_string(),
+        ),
     )
     .finish(
         status,
@@ -736,7 +739,7 @@ fn jwt_shaped_text_never_reaches_the_file() {
     let writer = AuditWriter::open(&f.path, key()).unwrap();
     let sink = writer.sink();
     let mut rec = exec("alice", "echo", ExecStatus::Error);
-    rec.arguments = Some(serde_json::json!({ "token": jwt }));
+    rec.arguments = Some(serde_json::json!({ "token": jwt }).to_string());
     rec.error = Some(format!("bad token {jwt}"));
     sink.record_blocking(rec).unwrap();
     let mut s = session("s", SessionEvent::Refused);

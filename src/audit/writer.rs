@@ -318,13 +318,7 @@ impl PreparedRow {
         let mut n = 0u32;
         match record {
             AuditRecord::Execution(r) => {
-                // `serde_json::to_string` writes straight into the String; `Value`'s `Display`
-                // (`to_string`) goes through a formatter adapter at every write. Same bytes, and
-                // it cannot fail: a `Value`'s map keys are strings.
-                let arguments = r
-                    .arguments
-                    .as_ref()
-                    .map(|v| masked(serde_json::to_string(v).unwrap_or_default(), &mut n));
+                let arguments = masked_opt(r.arguments, &mut n);
                 let error = masked_opt(r.error, &mut n);
                 let mut row = ExecRow {
                     execution_id: r.execution_id.hyphenated(),

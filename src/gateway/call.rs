@@ -106,22 +106,22 @@ impl Call<'_> {
                 "tools/call needs `params.name`, a string",
             ));
         };
+        // The audit keeps the arguments as the client wrote them (the envelope already read them
+        // as JSON), scrubbed: the row never holds a secret, even one the model passed in.
         let arguments = match params.get("arguments") {
             None | Some("null") => None,
-            Some(raw) => match serde_json::from_str::<serde_json::Value>(raw) {
-                Ok(mut v @ serde_json::Value::Object(_)) => {
-                    // The audit copy never holds a secret, even one the model passed in.
-                    self.redactions += redactor.scrub_json(&mut v);
-                    Some(v)
-                }
-                _ => {
-                    return Some(error_line(
-                        self.id,
-                        INVALID_PARAMS,
-                        "`arguments` must be an object",
-                    ));
-                }
-            },
+            Some(raw) if raw.starts_with('{') => {
+                let (clean, hits) = redactor.scrub(raw);
+                self.redactions += hits;
+                Some(clean.into_owned())
+            }
+            Some(_) => {
+                return Some(error_line(
+                    self.id,
+                    INVALID_PARAMS,
+                    "`arguments` must be an object",
+                ));
+            }
         };
         let meta = params.get("_meta").and_then(|m| RawObject::parse(m).ok());
         let v2026 = speaks_2026(meta.as_ref());
@@ -129,7 +129,7 @@ impl Call<'_> {
             .as_ref()
             .and_then(|m| m.get("progressToken").map(str::to_owned));
 
-        let begin = |server: &str, tool: &str, args: Option<serde_json::Value>| {
+        let begin = |server: &str, tool: &str, args: Option<String>| {
             ExecutionRecord::begin(self.execution_id, &gate.who, server, tool, args)
         };
         // A retry with the input a waiting call asked for: it continues that call (one
@@ -364,7 +364,7 @@ impl Call<'_> {
         tool: &str,
         responses: Option<String>,
         token: Option<String>,
-        arguments: Option<serde_json::Value>,
+        arguments: Option<String>,
         cancel: &tokio_util::sync::CancellationToken,
     ) -> Option<Vec<u8>> {
         let gate = self.front.session.gate();

@@ -524,12 +524,13 @@ impl Face {
         let redactor = self.hub.upstream.redactor();
         // The audit copy of the arguments never holds a secret, even one the model passed in.
         let mut redactions = 0usize;
-        let arguments = request.arguments.clone().map(|a| {
-            let mut v = serde_json::Value::Object(a);
-            redactions += redactor.scrub_json(&mut v);
-            v
+        let arguments = request.arguments.as_ref().map(|a| {
+            let text = serde_json::to_string(a).unwrap_or_default();
+            let (clean, hits) = redactor.scrub(&text);
+            redactions += hits;
+            clean.into_owned()
         });
-        let begin = |server: &str, tool: &str, args: Option<serde_json::Value>| {
+        let begin = |server: &str, tool: &str, args: Option<String>| {
             ExecutionRecord::begin(execution_id, &gate.who, server, tool, args)
         };
         if let Err(refused) = gate.admit(RateBucket::Calls) {
