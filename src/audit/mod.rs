@@ -58,7 +58,7 @@ pub use record::{
     SessionEvent, SessionIdentity, SessionRecord, Transport, mask_jwt_like, new_execution_id,
     now_ms,
 };
-pub use writer::{AuditSink, AuditWriter, WriterOptions, WriterStats};
+pub use writer::{AuditSink, AuditWriter, Handoff, WriterOptions, WriterStats};
 
 /// Why the audit log could not be opened, written or read. Messages never hold a row's content.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -184,6 +184,56 @@ fn overload_waits_instead_of_dropping() {
     assert!(f.verify().is_intact());
 }
 
+/// The async hand-off is done when `record` is called while there is room; once the channel is
+/// full it waits (on the heap) for room, and loses nothing.
+#[test]
+fn the_async_handoff_waits_for_room_and_loses_nothing() {
+    let f = Fixture::new();
+    let opts = WriterOptions {
+        capacity: 4,
+        max_batch: 2,
+        ..WriterOptions::default()
+    };
+    let writer = AuditWriter::open_with(&f.path, key(), opts).unwrap();
+    // Hold the write lock so the writer cannot commit: the channel fills.
+    let holder = Connection::open(&f.path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let sink = writer.sink();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let waker = futures::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut sent = 0;
+    let mut waiting = None;
+    // The writer takes a batch or two before it blocks on the lock; then the channel stays full
+    // and a hand-off stays pending (one made just before the writer took its batch may still
+    // find room when polled).
+    while sent < 100 {
+        let mut handoff = sink.record(exec("alice", &format!("t{sent}"), ExecStatus::Ok));
+        sent += 1;
+        match std::pin::Pin::new(&mut handoff).poll(&mut cx) {
+            std::task::Poll::Ready(result) => result.unwrap(),
+            std::task::Poll::Pending => {
+                assert!(matches!(handoff, Handoff::Waiting(_)));
+                waiting = Some(handoff);
+                break;
+            }
+        }
+    }
+    let waiting = waiting.expect("the channel never filled");
+    holder.execute_batch("ROLLBACK").unwrap();
+    rt.block_on(async {
+        waiting.await.unwrap();
+        sink.flush().await.unwrap()
+    });
+    let stats = writer.shutdown().unwrap();
+    assert_eq!(stats.rows, sent as u64);
+    assert_eq!(count(&f.path, "tool_executions"), sent);
+    assert!(f.verify().is_intact());
+}
+
 #[test]
 fn a_repeated_execution_id_does_not_stall_the_writer() {
     let f = Fixture::new();

@@ -115,15 +115,50 @@ impl std::fmt::Debug for Msg {
     }
 }
 
+/// A record's hand-off to the writer ([`AuditSink::record`]): done at once unless the channel
+/// was full.
+#[must_use = "a hand-off that waits for room completes only when awaited"]
+pub enum Handoff {
+    /// Queued, or refused because the writer has shut down.
+    Done(Result<(), AuditError>),
+    /// The channel was full: waiting for room.
+    Waiting(std::pin::Pin<Box<dyn Future<Output = Result<(), AuditError>> + Send>>),
+}
+
+impl Future for Handoff {
+    type Output = Result<(), AuditError>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.get_mut() {
+            Handoff::Done(result) => std::task::Poll::Ready(std::mem::replace(result, Ok(()))),
+            Handoff::Waiting(wait) => wait.as_mut().poll(cx),
+        }
+    }
+}
+
 impl AuditSink {
     /// Hand a record to the writer; waits only while the channel is full. `Ok` means the record is
     /// queued (it will be committed before the writer exits); `Err(Closed)` means the writer has
     /// shut down and the record was not taken.
-    pub async fn record(&self, record: impl Into<AuditRecord>) -> Result<(), AuditError> {
-        self.tx
-            .send(Msg::Record(record.into()))
-            .await
-            .map_err(|_| AuditError::Closed)
+    ///
+    /// The hand-off is tried when this is called, not when the future is first polled: almost
+    /// always there is room, and the record moves into the channel at once. The future then
+    /// holds no copy of the record (every call's future is allocated at its largest state's
+    /// size); only a full channel waits, on the heap.
+    pub fn record(&self, record: impl Into<AuditRecord>) -> Handoff {
+        match self.tx.try_send(Msg::Record(record.into())) {
+            Ok(()) => Handoff::Done(Ok(())),
+            Err(mpsc::error::TrySendError::Closed(_)) => Handoff::Done(Err(AuditError::Closed)),
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                let tx = self.tx.clone();
+                Handoff::Waiting(Box::pin(async move {
+                    tx.send(msg).await.map_err(|_| AuditError::Closed)
+                }))
+            }
+        }
     }
 
     /// [`AuditSink::record`] for threads outside an async runtime (it panics inside one, as tokio's

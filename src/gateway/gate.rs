@@ -103,11 +103,15 @@ impl Gate {
     }
 
     /// Hand an execution row to the audit writer (waits only while its queue is full).
-    pub async fn record(&self, record: ExecutionRecord) {
-        if let Some(audit) = &self.audit
-            && let Err(e) = audit.record(record).await
-        {
-            tracing::error!("audit: {e}");
+    pub fn record(&self, record: ExecutionRecord) -> impl Future<Output = ()> + use<> {
+        // Handed over now (see `AuditSink::record`): the future holds no copy of the row.
+        let handoff = self.audit.as_ref().map(|audit| audit.record(record));
+        async move {
+            if let Some(handoff) = handoff
+                && let Err(e) = handoff.await
+            {
+                tracing::error!("audit: {e}");
+            }
         }
     }
 }
