@@ -152,18 +152,24 @@ fn dropping_the_writer_drains_too() {
     assert_eq!(count(&f.path, "tool_executions"), 500);
 }
 
-#[test]
-fn overload_waits_instead_of_dropping() {
-    let f = Fixture::new();
+/// A writer with a four-record channel that cannot commit: `holder` keeps the write lock until
+/// it rolls back, so the channel fills and senders must wait.
+fn stalled_writer(f: &Fixture) -> (AuditWriter, Connection) {
     let opts = WriterOptions {
         capacity: 4,
         max_batch: 2,
         ..WriterOptions::default()
     };
     let writer = AuditWriter::open_with(&f.path, key(), opts).unwrap();
-    // Hold the write lock so the writer cannot commit: the channel fills and senders must wait.
     let holder = Connection::open(&f.path).unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    (writer, holder)
+}
+
+#[test]
+fn overload_waits_instead_of_dropping() {
+    let f = Fixture::new();
+    let (writer, holder) = stalled_writer(&f);
     let sink = writer.sink();
     let sender = std::thread::spawn(move || {
         for i in 0..50 {
@@ -189,15 +195,7 @@ fn overload_waits_instead_of_dropping() {
 #[test]
 fn the_async_handoff_waits_for_room_and_loses_nothing() {
     let f = Fixture::new();
-    let opts = WriterOptions {
-        capacity: 4,
-        max_batch: 2,
-        ..WriterOptions::default()
-    };
-    let writer = AuditWriter::open_with(&f.path, key(), opts).unwrap();
-    // Hold the write lock so the writer cannot commit: the channel fills.
-    let holder = Connection::open(&f.path).unwrap();
-    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let (writer, holder) = stalled_writer(&f);
     let sink = writer.sink();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()

@@ -5,6 +5,12 @@ use serde_json::json;
 use super::*;
 use crate::identity::{Rejection, Segment, UnixTime};
 
+/// Already encoded header and payload, signed with the test secret.
+fn signed(header: &str, payload: &str) -> String {
+    let input = format!("{header}.{payload}");
+    format!("{input}.{}", hs256(SECRET, &input))
+}
+
 fn refuse(token: &str) -> Rejection {
     verifier().verify_at(token.as_bytes(), NOW).unwrap_err()
 }
@@ -114,8 +120,7 @@ fn not_base64url() {
     // Standard base64 with padding, signed correctly over those very bytes.
     let payload = STANDARD.encode(claims_with(json!({"sub": "al?ce>>"})).to_string());
     assert!(payload.contains(['+', '/', '=']));
-    let input = format!("{header}.{payload}");
-    let t = format!("{input}.{}", hs256(SECRET, &input));
+    let t = signed(&header, &payload);
     assert_eq!(
         refuse(&t),
         Rejection::NotBase64Url {
@@ -379,8 +384,7 @@ fn stray_trailing_bits_are_refused_even_when_signed() {
         claims.insert(1, ' ');
     }
     let payload = stray(&b64(claims.as_bytes()));
-    let input = format!("{header}.{payload}");
-    let signed = format!("{input}.{}", hs256(SECRET, &input));
+    let signed = signed(&header, &payload);
     assert_eq!(
         refuse(&signed),
         Rejection::NotBase64Url {
