@@ -377,6 +377,16 @@ mod tests {
         Envelope::parse(s.as_bytes())
     }
 
+    /// A member's raw value is the value alone, without the whitespace around it: `tools/call`
+    /// tells an object from its first byte.
+    #[test]
+    fn a_raw_member_value_starts_at_its_first_byte() {
+        let o =
+            RawObject::parse("{ \"arguments\" :\n\t {\"a\": [1, 2]} \r\n, \"n\":  7 }").unwrap();
+        assert_eq!(o.get("arguments"), Some(r#"{"a": [1, 2]}"#));
+        assert_eq!(o.get("n"), Some("7"));
+    }
+
     #[test]
     fn names_and_strings_are_borrowed_unless_escaped() {
         let text = r#"{"name":"fx__echo","t\u0061b":"a\tb","arguments":{}}"#;
