@@ -214,7 +214,7 @@ fn the_async_handoff_waits_for_room_and_loses_nothing() {
         match std::pin::Pin::new(&mut handoff).poll(&mut cx) {
             std::task::Poll::Ready(result) => result.unwrap(),
             std::task::Poll::Pending => {
-                assert!(matches!(handoff, Handoff::Waiting(_)));
+                assert!(matches!(handoff, futures::future::Either::Right(_)));
                 waiting = Some(handoff);
                 break;
             }

@@ -115,29 +115,12 @@ impl std::fmt::Debug for Msg {
     }
 }
 
-/// A record's hand-off to the writer ([`AuditSink::record`]): done at once unless the channel
-/// was full.
-#[must_use = "a hand-off that waits for room completes only when awaited"]
-pub enum Handoff {
-    /// Queued, or refused because the writer has shut down.
-    Done(Result<(), AuditError>),
-    /// The channel was full: waiting for room.
-    Waiting(std::pin::Pin<Box<dyn Future<Output = Result<(), AuditError>> + Send>>),
-}
-
-impl Future for Handoff {
-    type Output = Result<(), AuditError>;
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        match self.get_mut() {
-            Handoff::Done(result) => std::task::Poll::Ready(std::mem::replace(result, Ok(()))),
-            Handoff::Waiting(wait) => wait.as_mut().poll(cx),
-        }
-    }
-}
+/// A record's hand-off to the writer ([`AuditSink::record`]): ready at once (queued, or refused
+/// because the writer has shut down) unless the channel was full, when it waits for room.
+pub type Handoff = futures::future::Either<
+    futures::future::Ready<Result<(), AuditError>>,
+    futures::future::BoxFuture<'static, Result<(), AuditError>>,
+>;
 
 impl AuditSink {
     /// Hand a record to the writer; waits only while the channel is full. `Ok` means the record is
@@ -149,14 +132,17 @@ impl AuditSink {
     /// holds no copy of the record (every call's future is allocated at its largest state's
     /// size); only a full channel waits, on the heap.
     pub fn record(&self, record: impl Into<AuditRecord>) -> Handoff {
+        use futures::future::{Either, FutureExt, ready};
         match self.tx.try_send(Msg::Record(record.into())) {
-            Ok(()) => Handoff::Done(Ok(())),
-            Err(mpsc::error::TrySendError::Closed(_)) => Handoff::Done(Err(AuditError::Closed)),
+            Ok(()) => Either::Left(ready(Ok(()))),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                Either::Left(ready(Err(AuditError::Closed)))
+            }
             Err(mpsc::error::TrySendError::Full(msg)) => {
                 let tx = self.tx.clone();
-                Handoff::Waiting(Box::pin(async move {
-                    tx.send(msg).await.map_err(|_| AuditError::Closed)
-                }))
+                Either::Right(
+                    async move { tx.send(msg).await.map_err(|_| AuditError::Closed) }.boxed(),
+                )
             }
         }
     }
