@@ -865,9 +865,21 @@ fn mb(kb: u64) -> f64 {
 
 /// The fields of /proc/PID/stat after the command name.
 fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_fields_at(Path::new(&format!("/proc/{pid}")))
+}
+
+/// The fields after the command name of the `stat` file in `dir` (a process's or a thread's).
+fn stat_fields_at(dir: &Path) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
     let rest = stat.rsplit_once(')')?.1;
     Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// utime + stime from `stat` fields, in clock ticks (fields 14 and 15 of stat are 11 and 12
+/// after the name).
+fn busy_ticks(f: &[String]) -> u64 {
+    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    n(11) + n(12)
 }
 
 /// What a benchmarked process is, from its command name (`comm` keeps 15 bytes).
@@ -910,24 +922,14 @@ fn audit_writer_ticks(pid: u32) -> Option<u64> {
         if comm.trim() != "lastmile-audit" {
             return None;
         }
-        let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
-        let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        stat_fields_at(&dir).map(|f| busy_ticks(&f))
     })
 }
 
 /// utime + stime of each pid, in clock ticks (0 for a pid that is gone).
 fn cpu_ticks(pids: &[u32]) -> Vec<u64> {
     pids.iter()
-        .map(|p| {
-            stat_fields(*p)
-                .map(|f| {
-                    // Fields 14 and 15 of stat (utime, stime) are 11 and 12 after the name.
-                    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-                    n(11) + n(12)
-                })
-                .unwrap_or(0)
-        })
+        .map(|p| stat_fields(*p).map(|f| busy_ticks(&f)).unwrap_or(0))
         .collect()
 }
 
