@@ -47,10 +47,12 @@ pub trait LineScrubber: Send + Sync {
         }
     }
 
-    /// The scrubbed form of `bytes[..cut]`, the rest of `bytes` read as context (see
-    /// `Redactor::scrub_prefix`).
-    fn scrub_prefix<'a>(&self, bytes: &'a [u8], cut: usize) -> Cow<'a, [u8]> {
-        self.scrub_bytes(&bytes[..cut.min(bytes.len())])
+    /// The scrubbed form of `bytes[..cut]`, the rest of `bytes` read as context, and where the
+    /// input was read up to (past `cut` when a secret replaced whole straddles it; see
+    /// `Redactor::scrub_prefix_reach`).
+    fn scrub_prefix_reach<'a>(&self, bytes: &'a [u8], cut: usize) -> (Cow<'a, [u8]>, usize) {
+        let cut = cut.min(bytes.len());
+        (self.scrub_bytes(&bytes[..cut]), cut)
     }
 
     /// How many bytes one secret can span in its encoded forms (see `Redactor::window`).
@@ -88,11 +90,15 @@ pub fn scrub_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
     }
 }
 
-/// [`LineScrubber::scrub_prefix`] with the installed scrubber, if any.
-pub fn scrub_prefix(bytes: &[u8], cut: usize) -> Cow<'_, [u8]> {
+/// [`LineScrubber::scrub_prefix_reach`] with the installed scrubber, if any.
+pub fn scrub_prefix_reach(bytes: &[u8], cut: usize) -> (Cow<'_, [u8]>, usize) {
+    let cut = cut.min(bytes.len());
     match installed() {
-        Some(s) => Cow::Owned(s.scrub_prefix(bytes, cut).into_owned()),
-        None => Cow::Borrowed(&bytes[..cut.min(bytes.len())]),
+        Some(s) => {
+            let (out, reach) = s.scrub_prefix_reach(bytes, cut);
+            (Cow::Owned(out.into_owned()), reach)
+        }
+        None => (Cow::Borrowed(&bytes[..cut]), cut),
     }
 }
 

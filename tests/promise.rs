@@ -454,3 +454,61 @@ async fn a_secret_in_tool_arguments_reaches_no_audit_row_in_any_json_spelling() 
     assert!(row["redactions"].as_u64().unwrap_or(0) >= 5, "{row}");
     assert_clean("the data folder", &read_tree(&w.data_dir()), &value);
 }
+
+/// Found in review: a child's stderr was redacted line by line, so a secret that spans lines —
+/// a multi-line value printed whole (a PEM key), or any secret in base64 wrapped as `base64`
+/// and PEM wrap it — reached the log file in pieces, each piece in the clear.
+#[tokio::test]
+async fn a_secret_a_child_prints_over_several_stderr_lines_reaches_the_log_redacted() {
+    use base64::Engine as _;
+    let w = World::new();
+    let (body1, body2) = (canary("pemline1"), canary("pemline2"));
+    let pem = format!("-----BEGIN TEST KEY-----\n{body1}\n{body2}\n-----END TEST KEY-----");
+    let plain = canary("wrapped");
+    w.set_secret("PEM_KEY", &pem).await;
+    w.set_secret("PLAIN_KEY", &plain).await;
+    w.fixture("leaky", &[], "secrets = [\"PEM_KEY\", \"PLAIN_KEY\"]");
+    let s = w.serve().await;
+    for name in ["PEM_KEY", "PLAIN_KEY"] {
+        let answer = s
+            .call("leaky__leak", json!({ "name": name }))
+            .await
+            .unwrap();
+        let answer = serde_json::to_string(&answer).unwrap();
+        assert!(answer.contains(&format!("[REDACTED:{name}]")), "{answer}");
+    }
+    let _ = s.close().await;
+    let log: Vec<String> = w
+        .logs()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["target"] == "lastmile::child" && v["fields"]["server"] == "leaky")
+        .map(|v| {
+            v["fields"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    // The lines were logged (so the checks below look at something), redacted.
+    let joined = log.join("\n");
+    for name in ["PEM_KEY", "PLAIN_KEY"] {
+        assert!(joined.contains(&format!("[REDACTED:{name}]")), "{joined}");
+    }
+    assert!(joined.contains("-- end of base64"), "{joined}");
+    let concatenated = log.concat();
+    for (what, secret) in [("PEM_KEY", pem.as_str()), ("PLAIN_KEY", plain.as_str())] {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
+        assert!(
+            !concatenated.contains(&b64),
+            "{what}'s base64 is in the log's lines, joined:\n{joined}"
+        );
+    }
+    for piece in [&body1, &body2, &plain] {
+        assert!(
+            !joined.contains(piece.as_str()),
+            "{piece} is in the log:\n{joined}"
+        );
+    }
+    assert!(!w.logs().contains(&body1) && !w.logs().contains(&plain));
+}

@@ -599,36 +599,106 @@ async fn pump_stderr(
     isolation_failed: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let mut buf = vec![0u8; 4096];
-    let mut lines = StderrLines::default();
-    let mut budget = LineBudget::new();
-    let mut emit = |line: &[u8], cut: bool| {
-        note_isolation_failure(line, &isolation_failed);
-        if budget.take(&server) {
-            emit_stderr_line(&server, line, cut);
-        }
+    let mut pump = StderrPump {
+        server,
+        isolation_failed,
+        lines: StderrLines::default(),
+        budget: LineBudget::new(),
     };
-    let scrub = |bytes: &[u8], cut: usize| crate::telemetry::scrub_prefix(bytes, cut).into_owned();
     loop {
-        let n = match stderr.read(&mut buf).await {
+        let read = stderr.read(&mut buf);
+        // Lines held for context are written when the child goes quiet, so a last line is
+        // never kept from the log for long.
+        let read = if pump.lines.holding() {
+            match tokio::time::timeout(STDERR_QUIET, read).await {
+                Ok(read) => read,
+                Err(_) => {
+                    pump.write(&[], 0);
+                    continue;
+                }
+            }
+        } else {
+            read.await
+        };
+        let n = match read {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
         // The redactor can grow as children start: ask for its window at every read.
-        let window = crate::telemetry::scrub_window();
-        lines.push(&buf[..n], window, &scrub, &mut emit);
+        pump.write(&buf[..n], crate::telemetry::scrub_window());
     }
-    lines.finish(&scrub, &mut emit);
-    budget.flush(&server);
 }
 
-/// Splits a byte stream into lines, keeping of each line its first [`MAX_STDERR_LINE`] bytes
-/// plus an overlap as long as the longest span a secret can take (`window`), so that a secret
-/// straddling the cut (or a read boundary) is whole when the line is redacted; only then is the
-/// redacted line cut.
+/// A child's stderr on its way to the log. Dropped (the stream ended, or lastmile is shutting
+/// down with the pump still running), it writes what it still holds.
+struct StderrPump {
+    server: Arc<str>,
+    isolation_failed: Arc<std::sync::atomic::AtomicBool>,
+    lines: StderrLines,
+    budget: LineBudget,
+}
+
+impl StderrPump {
+    /// Take `data` in and write every line that has `window` bytes of context after it.
+    fn write(&mut self, data: &[u8], window: usize) {
+        self.with_lines(|lines, emit| lines.push(data, window, &scrub_for_log, emit));
+    }
+
+    /// Run `f` on the lines with what writes one line to the log.
+    fn with_lines(&mut self, f: impl FnOnce(&mut StderrLines, &mut dyn FnMut(&[u8], bool))) {
+        let StderrPump {
+            server,
+            isolation_failed,
+            lines,
+            budget,
+        } = self;
+        let mut emit = |line: &[u8], cut: bool| {
+            note_isolation_failure(line, isolation_failed);
+            if budget.take(server) {
+                emit_stderr_line(server, line, cut);
+            }
+        };
+        f(lines, &mut emit);
+    }
+}
+
+impl Drop for StderrPump {
+    fn drop(&mut self) {
+        self.with_lines(|lines, emit| lines.finish(&scrub_for_log, emit));
+        self.budget.flush(&self.server);
+    }
+}
+
+/// The log's scrubber over `bytes[..cut]`, the rest read as context.
+fn scrub_for_log(bytes: &[u8], cut: usize) -> (Vec<u8>, usize) {
+    let (clean, reach) = crate::telemetry::scrub_prefix_reach(bytes, cut);
+    (clean.into_owned(), reach)
+}
+
+/// How long lines wait for the context that follows them before they are written anyway.
+const STDERR_QUIET: Duration = Duration::from_millis(100);
+
+/// The scrubbed form of `bytes[..cut]` with the rest as context, and where it read up to.
+type ScrubFn<'a> = dyn Fn(&[u8], usize) -> (Vec<u8>, usize) + 'a;
+
+/// Splits a byte stream into lines and redacts each with the lines after it as context, so a
+/// secret that spans lines (a PEM key, base64 wrapped at 76 columns, a multi-line value
+/// printed whole) is found whole: a line is written once `window` bytes have come after it
+/// (the longest span a secret can take), or the stream ends or goes quiet. A secret replaced
+/// in one line takes its tail in the next lines with it.
+///
+/// Of each line, the first [`MAX_STDERR_LINE`] bytes are written, and that many plus `window`
+/// are kept, so a secret straddling the cut (or a read boundary) is whole when it is redacted.
 #[derive(Default)]
 struct StderrLines {
+    /// Complete lines not yet written, each ending in `\n`.
+    held: Vec<u8>,
+    /// For each held line, whether bytes of it were dropped.
+    cuts: std::collections::VecDeque<bool>,
+    /// Bytes at the start of `held` that belong to a secret already replaced in a line before.
+    skip: usize,
+    /// The line being read, and whether bytes of it were dropped.
     line: Vec<u8>,
-    /// Bytes of the current line beyond what is kept were dropped.
     cut: bool,
 }
 
@@ -637,43 +707,76 @@ impl StderrLines {
         &mut self,
         data: &[u8],
         window: usize,
-        scrub: &dyn Fn(&[u8], usize) -> Vec<u8>,
+        scrub: &ScrubFn<'_>,
         emit: &mut dyn FnMut(&[u8], bool),
     ) {
         let keep = MAX_STDERR_LINE + window;
         for &b in data {
             if b == b'\n' {
-                self.flush(scrub, emit);
+                self.end_line();
             } else if self.line.len() < keep {
                 self.line.push(b);
             } else {
                 self.cut = true;
             }
         }
+        self.release(window, scrub, emit);
     }
 
-    /// Emit what is left at the end of the stream.
-    fn finish(
-        &mut self,
-        scrub: &dyn Fn(&[u8], usize) -> Vec<u8>,
-        emit: &mut dyn FnMut(&[u8], bool),
-    ) {
+    /// Whether complete lines wait for context.
+    fn holding(&self) -> bool {
+        !self.cuts.is_empty()
+    }
+
+    /// Write what is left at the end of the stream.
+    fn finish(&mut self, scrub: &ScrubFn<'_>, emit: &mut dyn FnMut(&[u8], bool)) {
         if !self.line.is_empty() {
-            self.flush(scrub, emit);
+            self.end_line();
+        }
+        self.release(0, scrub, emit);
+    }
+
+    fn end_line(&mut self) {
+        self.held.extend_from_slice(&self.line);
+        self.held.push(b'\n');
+        self.cuts.push_back(self.cut);
+        self.line.clear();
+        self.cut = false;
+    }
+
+    /// Write every held line that has at least `window` bytes after it.
+    fn release(&mut self, window: usize, scrub: &ScrubFn<'_>, emit: &mut dyn FnMut(&[u8], bool)) {
+        while let Some(nl) = memchr::memchr(b'\n', &self.held) {
+            if self.held.len() - (nl + 1) < window {
+                break;
+            }
+            let start = self.skip.min(nl);
+            let rest = nl - start;
+            let cut = self.cuts.front().copied().unwrap_or(false) || rest > MAX_STDERR_LINE;
+            // The bytes past the cut are context only: a secret straddling the cut or the end
+            // of the line is replaced whole, and the overlap (which may end in the head of a
+            // secret) is never shown.
+            let (clean, reach) = scrub(&self.held[start..], rest.min(MAX_STDERR_LINE));
+            // A line that was all the tail of a secret replaced before is not written again.
+            if !(start > 0 && rest == 0) {
+                emit(&clean, cut);
+            }
+            let reach = start + reach;
+            self.consume(if reach > nl { reach } else { nl + 1 });
         }
     }
 
-    fn flush(
-        &mut self,
-        scrub: &dyn Fn(&[u8], usize) -> Vec<u8>,
-        emit: &mut dyn FnMut(&[u8], bool),
-    ) {
-        // The bytes past the cut are context only: a secret straddling the cut is replaced
-        // whole, and the overlap (which may end in the head of a secret) is never shown.
-        let clean = scrub(&self.line, MAX_STDERR_LINE);
-        emit(&clean, self.cut || self.line.len() > MAX_STDERR_LINE);
-        self.line.clear();
-        self.cut = false;
+    /// Drop the first `n` bytes of `held`: whole lines, then a part of the next one to skip.
+    fn consume(&mut self, mut n: usize) {
+        while let Some(nl) = memchr::memchr(b'\n', &self.held) {
+            if n <= nl {
+                break;
+            }
+            self.held.drain(..=nl);
+            self.cuts.pop_front();
+            n -= nl + 1;
+        }
+        self.skip = n;
     }
 }
 
@@ -753,7 +856,14 @@ mod tests {
 
     fn lines(input: &[u8], chunk: usize) -> Vec<(Vec<u8>, bool)> {
         let r = Redactor::new([("K".to_string(), SecretString::from(SECRET))]).unwrap();
-        let scrub = |bytes: &[u8], cut: usize| r.scrub_prefix(bytes, cut).0.into_owned();
+        lines_of(&r, input, chunk)
+    }
+
+    fn lines_of(r: &Redactor, input: &[u8], chunk: usize) -> Vec<(Vec<u8>, bool)> {
+        let scrub = |bytes: &[u8], cut: usize| {
+            let (clean, _, reach) = r.scrub_prefix_reach(bytes, cut);
+            (clean.into_owned(), reach)
+        };
         let mut out = Vec::new();
         let mut emit = |line: &[u8], cut: bool| out.push((line.to_vec(), cut));
         let mut split = StderrLines::default();
@@ -802,5 +912,76 @@ mod tests {
         line.extend_from_slice(&SECRET.as_bytes()[..10]);
         let out = lines(&line, 4096);
         assert_eq!(out, vec![(vec![b'x'; MAX_STDERR_LINE], true)]);
+    }
+
+    /// A secret printed over several lines (a multi-line value, base64 wrapped as `base64` and
+    /// PEM wrap it) is redacted whole, in every read size, and no line holds a piece of it.
+    #[test]
+    fn a_secret_spanning_lines_is_redacted_whole() {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(SECRET);
+        let wrapped: Vec<&str> = b64
+            .as_bytes()
+            .chunks(12)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        let split = format!("{}\n{}", &SECRET[..10], &SECRET[10..]);
+        let r = Redactor::new([
+            ("K".to_string(), SecretString::from(SECRET)),
+            ("M".to_string(), SecretString::from(split.as_str())),
+        ])
+        .unwrap();
+        for (input, label) in [
+            // The line after starts outside base64's alphabet: a run that goes on in it would
+            // be read as more of the encoding.
+            (
+                format!("before\n{}\n# after\n", wrapped.join("\n")),
+                "[REDACTED:K]",
+            ),
+            (
+                format!("before\nkey: {split} (end)\n# after\n"),
+                "[REDACTED:M]",
+            ),
+        ] {
+            for chunk in [1, 7, 4096] {
+                let out = lines_of(&r, input.as_bytes(), chunk);
+                let text: Vec<String> = out
+                    .iter()
+                    .map(|(l, _)| String::from_utf8_lossy(l).into_owned())
+                    .collect();
+                assert_eq!(text.first().map(String::as_str), Some("before"), "{text:?}");
+                assert_eq!(text.last().map(String::as_str), Some("# after"), "{text:?}");
+                assert!(text.iter().any(|l| l.contains(label)), "{chunk}: {text:?}");
+                let joined = text.concat();
+                assert_eq!(leaked_form(SECRET, joined.as_bytes()), None, "{text:?}");
+                for piece in wrapped.iter().chain([&&SECRET[10..]]) {
+                    assert!(
+                        !text.iter().any(|l| l.contains(*piece)),
+                        "{piece}: {text:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Lines wait only for context: released (the child went quiet), every held line is
+    /// written, in order and unchanged; the line still being read stays.
+    #[test]
+    fn held_lines_are_written_when_released() {
+        let r = Redactor::new([("K".to_string(), SecretString::from(SECRET))]).unwrap();
+        let scrub = |bytes: &[u8], cut: usize| {
+            let (clean, _, reach) = r.scrub_prefix_reach(bytes, cut);
+            (clean.into_owned(), reach)
+        };
+        let mut out = Vec::new();
+        let mut emit =
+            |line: &[u8], _cut: bool| out.push(String::from_utf8_lossy(line).into_owned());
+        let mut split = StderrLines::default();
+        split.push(b"one\ntwo\nthr", r.window(), &scrub, &mut emit);
+        assert!(split.holding());
+        split.release(0, &scrub, &mut emit);
+        assert!(!split.holding());
+        split.finish(&scrub, &mut emit);
+        assert_eq!(out, ["one", "two", "thr"]);
     }
 }

@@ -95,8 +95,23 @@ pub(super) fn forms(value: &str) -> Vec<(Zeroizing<Vec<u8>>, Form)> {
             Form::Base64 { url_safe: true },
         );
     }
+    // A multi-line value (a PEM key, a pretty-printed JSON credential) is also found line by
+    // line, in output that was cut into lines before anyone saw it whole. Short lines and PEM
+    // armour are left out: they are structure, not secret.
+    if value.contains('\n') {
+        for segment in value.split('\n').map(str::trim) {
+            if segment.len() >= MIN_SEGMENT_LEN && !segment.starts_with("-----") {
+                for (bytes, form) in forms(segment) {
+                    push(bytes.to_vec(), form);
+                }
+            }
+        }
+    }
     out
 }
+
+/// The shortest line of a multi-line value that is redacted on its own.
+const MIN_SEGMENT_LEN: usize = 20;
 
 fn hex_lower(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";

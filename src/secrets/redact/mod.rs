@@ -237,14 +237,26 @@ impl Redactor {
     /// (so a secret whose head is all that the context holds is never shown). For cutting a
     /// stream into bounded pieces: the context should be at least [`Redactor::window`] bytes.
     pub fn scrub_prefix<'a>(&self, input: &'a [u8], cut: usize) -> (Cow<'a, [u8]>, usize) {
+        let (out, count, _) = self.scrub_prefix_reach(input, cut);
+        (out, count)
+    }
+
+    /// [`Redactor::scrub_prefix`], and where the input was read up to: `cut`, or past it when a
+    /// secret replaced whole starts before `cut` and ends after it. A stream cut at `cut` goes on
+    /// from there, so the tail of a replaced secret is never shown on its own.
+    pub fn scrub_prefix_reach<'a>(
+        &self,
+        input: &'a [u8],
+        cut: usize,
+    ) -> (Cow<'a, [u8]>, usize, usize) {
         let cut = cut.min(input.len());
         let Some(matcher) = &self.matcher else {
-            return (Cow::Borrowed(&input[..cut]), 0);
+            return (Cow::Borrowed(&input[..cut]), 0, cut);
         };
         let regions = matcher.regions(input);
         let regions: Vec<_> = regions.into_iter().filter(|r| r.start < cut).collect();
         if regions.is_empty() {
-            return (Cow::Borrowed(&input[..cut]), 0);
+            return (Cow::Borrowed(&input[..cut]), 0, cut);
         }
         let mut out = Vec::with_capacity(cut + regions.len() * 16);
         let mut copied = 0;
@@ -263,7 +275,7 @@ impl Redactor {
         if copied < cut {
             out.extend_from_slice(&input[copied..cut]);
         }
-        (Cow::Owned(out), regions.len())
+        (Cow::Owned(out), regions.len(), copied.max(cut))
     }
 
     /// `text` with every secret replaced by `[REDACTED:NAME]`, and the number of replacements.
@@ -338,8 +350,9 @@ impl LineScrubber for Redactor {
     fn scrub_bytes<'a>(&self, bytes: &'a [u8]) -> Cow<'a, [u8]> {
         Redactor::scrub_bytes(self, bytes).0
     }
-    fn scrub_prefix<'a>(&self, bytes: &'a [u8], cut: usize) -> Cow<'a, [u8]> {
-        Redactor::scrub_prefix(self, bytes, cut).0
+    fn scrub_prefix_reach<'a>(&self, bytes: &'a [u8], cut: usize) -> (Cow<'a, [u8]>, usize) {
+        let (out, _, reach) = Redactor::scrub_prefix_reach(self, bytes, cut);
+        (out, reach)
     }
     fn window(&self) -> usize {
         Redactor::window(self)
@@ -407,8 +420,9 @@ impl LineScrubber for SharedRedactor {
     fn scrub_bytes<'a>(&self, bytes: &'a [u8]) -> Cow<'a, [u8]> {
         SharedRedactor::scrub_bytes(self, bytes).0
     }
-    fn scrub_prefix<'a>(&self, bytes: &'a [u8], cut: usize) -> Cow<'a, [u8]> {
-        self.0.load().scrub_prefix(bytes, cut).0
+    fn scrub_prefix_reach<'a>(&self, bytes: &'a [u8], cut: usize) -> (Cow<'a, [u8]>, usize) {
+        let (out, _, reach) = self.0.load().scrub_prefix_reach(bytes, cut);
+        (out, reach)
     }
     fn window(&self) -> usize {
         self.0.load().window()

@@ -290,3 +290,36 @@ fn scrub_prefix_keeps_a_straddling_secret_whole_and_drops_the_context() {
     assert!(matches!(out, Cow::Borrowed(b"abc")));
     assert_eq!(hits, 0);
 }
+
+/// A multi-line value is also found line by line (output cut into lines before anyone saw it
+/// whole), but its short lines and PEM armour are structure, left alone.
+#[test]
+fn each_long_line_of_a_multi_line_value_is_found_alone() {
+    let body1 = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC";
+    let body2 = "bXVsdGktbGluZS1zZWNyZXQtYm9keS10d28";
+    let value =
+        format!("-----BEGIN TEST KEY-----\r\n{body1}\r\n{body2}\r\nshort\n-----END TEST KEY-----");
+    let r = redactor(&[("PEM", &value)]);
+    assert_eq!(r.scrub(&value).0, "[REDACTED:PEM]");
+    for line in [body1, body2] {
+        assert_eq!(r.scrub(&format!("> {line} <")).0, "> [REDACTED:PEM] <");
+        assert_eq!(r.scrub(&STANDARD.encode(line)).0, "[REDACTED:PEM]");
+    }
+    for structure in ["-----BEGIN TEST KEY-----", "short"] {
+        assert_eq!(r.scrub(structure).0, structure);
+    }
+}
+
+/// A stream cut after a secret's head learns where the replaced secret ends, so its tail is
+/// never written on its own.
+#[test]
+fn scrub_prefix_reach_goes_past_the_cut_to_the_end_of_a_straddling_secret() {
+    let r = redactor(&[("K", CANARY)]);
+    let text = format!("head {CANARY} tail");
+    let cut = "head ".len() + 3;
+    let (clean, hits, reach) = r.scrub_prefix_reach(text.as_bytes(), cut);
+    assert_eq!((&*clean, hits), (&b"head [REDACTED:K]"[..], 1));
+    assert_eq!(reach, "head ".len() + CANARY.len());
+    let (clean, hits, reach) = r.scrub_prefix_reach(text.as_bytes(), 4);
+    assert_eq!((&*clean, hits, reach), (&b"head"[..], 0, 4));
+}
