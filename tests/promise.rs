@@ -512,3 +512,36 @@ async fn a_secret_a_child_prints_over_several_stderr_lines_reaches_the_log_redac
     }
     assert!(!w.logs().contains(&body1) && !w.logs().contains(&plain));
 }
+
+/// Found in review: the tool name of a refused call and the method of a request lastmile does
+/// not route went into the audit row as the client wrote them. The client already holds what it
+/// sends, but the audit database holds no secret, whoever wrote it.
+#[tokio::test]
+async fn a_secret_as_a_tool_name_or_a_method_reaches_no_audit_row() {
+    let w = World::new();
+    let value = canary("toolname");
+    w.set_secret("NAME_KEY", &value).await;
+    w.fixture("fx", &[], "secrets = [\"NAME_KEY\"]");
+    let mut raw = RawClient::start(&w);
+    raw.initialize("2025-11-25").await;
+    let _ = raw.request(2, "tools/list", json!({})).await;
+    let (answer, _) = raw
+        .request(3, "tools/call", json!({ "name": value, "arguments": {} }))
+        .await;
+    assert!(answer.get("error").is_some(), "{answer}");
+    let (answer, _) = raw.request(4, &format!("vendor/{value}"), json!({})).await;
+    assert!(answer.get("error").is_some(), "{answer}");
+    assert!(raw.finish().await.success());
+    let rows = w.audit_export().await;
+    let rows: Vec<String> = rows.iter().map(Value::to_string).collect();
+    assert!(
+        rows.iter()
+            .filter(|r| r.contains("[REDACTED:NAME_KEY]"))
+            .count()
+            >= 2,
+        "the two refusals are not both in the audit log: {rows:#?}"
+    );
+    for row in &rows {
+        assert_clean("an audit row", row, &value);
+    }
+}

@@ -145,7 +145,7 @@ impl Call<'_> {
                 Refused::Session(e) => (ExecStatus::Denied, e),
                 Refused::RateLimited(e) => (ExecStatus::RateLimited, e),
             };
-            let row = begin("", &name, arguments).finish(
+            let row = begin("", &scrub_text(redactor, name.clone()), arguments).finish(
                 status,
                 Some(e.message.to_string()),
                 self.redactions as u32,
@@ -158,7 +158,7 @@ impl Call<'_> {
         let manifest = tokio::select! {
             m = hub.manifest_for_name(&name, |m| m.tool(&name).map(|r| r.slot)) => m,
             _ = cancel.cancelled() => {
-                let row = begin("", &name, arguments).finish(
+                let row = begin("", &scrub_text(redactor, name.clone()), arguments).finish(
                     ExecStatus::Cancelled,
                     Some("the request was cancelled by the client".into()),
                     self.redactions as u32,
@@ -180,7 +180,7 @@ impl Call<'_> {
                 return Some(self.tool_error(&message, v2026));
             }
             // The same answer for a hidden server's tool as for a name that never existed.
-            let row = begin("", &name, arguments).finish(
+            let row = begin("", &scrub_text(redactor, name.clone()), arguments).finish(
                 ExecStatus::Denied,
                 Some("unknown tool".into()),
                 self.redactions as u32,
@@ -384,12 +384,14 @@ impl Call<'_> {
         match resumed {
             Ok(answer) => answer,
             Err(refusal) => {
-                let row = ExecutionRecord::begin(self.execution_id, &gate.who, "", tool, arguments)
-                    .finish(
-                        ExecStatus::Denied,
-                        Some(format!("invalid requestState: {}", refusal.why())),
-                        self.redactions as u32,
-                    );
+                let tool = scrub_text(self.front.session.redactor(), tool.to_owned());
+                let row =
+                    ExecutionRecord::begin(self.execution_id, &gate.who, "", &tool, arguments)
+                        .finish(
+                            ExecStatus::Denied,
+                            Some(format!("invalid requestState: {}", refusal.why())),
+                            self.redactions as u32,
+                        );
                 gate.record(row).await;
                 Some(bridge::invalid_state_line(self.id, refusal))
             }

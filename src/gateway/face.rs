@@ -74,7 +74,11 @@ impl Face {
 
     fn target(&self, index: usize) -> Result<Target<'_>, String> {
         let slot = &self.hub.slots[index];
-        slot.running_child().map(|child| Target { slot, child })
+        // Why a child is not running can quote what the child said: scrubbed at the source,
+        // for every caller that puts it in an answer or an audit row.
+        slot.running_child()
+            .map(|child| Target { slot, child })
+            .map_err(|why| scrub_text(self.hub.upstream.redactor(), why))
     }
 
     /// Forward a request to the child and bring back its answer, redacted. `redactions` counts
@@ -538,11 +542,12 @@ impl Face {
                 Refused::Session(e) => (ExecStatus::Denied, e),
                 Refused::RateLimited(e) => (ExecStatus::RateLimited, e),
             };
-            let row = begin("", &request.name, arguments).finish(
-                status,
-                Some(e.message.to_string()),
-                redactions as u32,
-            );
+            let row = begin(
+                "",
+                &scrub_text(redactor, request.name.to_string()),
+                arguments,
+            )
+            .finish(status, Some(e.message.to_string()), redactions as u32);
             gate.record(row).await;
             return Err(e);
         }
@@ -551,7 +556,7 @@ impl Face {
             m = self.hub.manifest_for_name(&request.name, |m| m.tool(&request.name).map(|r| r.slot)) => m,
             _ = ctx.ct.cancelled() => {
                 let message = "the request was cancelled by the client";
-                let row = begin("", &request.name, arguments).finish(
+                let row = begin("", &scrub_text(redactor, request.name.to_string()), arguments).finish(
                     ExecStatus::Cancelled,
                     Some(message.into()),
                     redactions as u32,
@@ -574,8 +579,19 @@ impl Face {
                 return Ok(with_execution_id(tool_error(message), execution_id));
             }
             // The same answer for a hidden server's tool as for a name that never existed.
-            let e = McpError::invalid_params(format!("unknown tool `{}`", request.name), None);
-            let row = begin("", &request.name, arguments).finish(
+            let e = McpError::invalid_params(
+                format!(
+                    "unknown tool `{}`",
+                    scrub_text(redactor, request.name.to_string())
+                ),
+                None,
+            );
+            let row = begin(
+                "",
+                &scrub_text(redactor, request.name.to_string()),
+                arguments,
+            )
+            .finish(
                 ExecStatus::Denied,
                 Some("unknown tool".into()),
                 redactions as u32,

@@ -144,8 +144,9 @@ pub(crate) async fn audit_request(
 ) {
     let gate = session.gate();
     let redactor = session.redactor();
-    // The row never holds a secret, even one the client put in a URI.
+    // The row never holds a secret, even one the client put in a URI or a method's name.
     let (target, hits_t) = redactor.scrub(target);
+    let (method, hits_m) = redactor.scrub(method);
     let (error, hits_e) = match error {
         Some(e) => {
             let (clean, n) = redactor.scrub(e);
@@ -153,10 +154,10 @@ pub(crate) async fn audit_request(
         }
         None => (None, 0),
     };
-    let row = request_row(gate, method, server, &target).finish(
+    let row = request_row(gate, &method, server, &target).finish(
         status,
         error,
-        u32::try_from(hits_t + hits_e).unwrap_or(u32::MAX),
+        u32::try_from(hits_t + hits_m + hits_e).unwrap_or(u32::MAX),
     );
     gate.record(row).await;
 }
