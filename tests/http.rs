@@ -608,6 +608,18 @@ async fn each_carrier_of_the_chain_and_each_preset() {
         .await;
     assert_eq!(r.status, 401, "{}", r.body);
     assert_eq!(r.json()["method"], "authorization_header", "{}", r.body);
+    // Found in review: `Bearer` alone (HTTP trims the space after it) and a tab for the space
+    // passed as no Authorization header, so a later carrier decided.
+    for malformed in ["Bearer", "Bearer ", "Bearer\tjunk"] {
+        let r = server
+            .post(
+                &initialize(1),
+                &[("authorization", malformed), ("cookie", &cookie)],
+            )
+            .await;
+        assert_eq!(r.status, 401, "{malformed:?}: {}", r.body);
+        assert_eq!(r.json()["method"], "authorization_header", "{}", r.body);
+    }
     server.stop().await;
 
     // `api`: the header only — a cookie is not a credential there.

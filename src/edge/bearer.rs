@@ -297,10 +297,16 @@ fn check_token(method: Method, token: &[u8]) -> Result<SecretString, Malformed> 
         .map_err(|_| Malformed::BadCharacters { method })
 }
 
-/// Split `scheme SP credentials`; `None` when the value is not of that shape.
+/// Split `scheme SP credentials`; `None` when the value is not of that shape. A tab separates
+/// as a space does, and `Bearer` alone has empty credentials: `Bearer` and `Bearer<TAB>junk`
+/// name a bearer token, so they fail as one rather than pass as no header at all.
 fn split_scheme(value: &[u8]) -> Option<(&[u8], &[u8])> {
-    let space = value.iter().position(|b| *b == b' ')?;
-    let (scheme, rest) = value.split_at(space);
+    let end = match value.iter().position(|b| *b == b' ' || *b == b'\t') {
+        Some(end) => end,
+        None if value.eq_ignore_ascii_case(b"bearer") => value.len(),
+        None => return None,
+    };
+    let (scheme, rest) = value.split_at(end);
     let scheme_ok = !scheme.is_empty()
         && scheme
             .iter()

@@ -226,6 +226,23 @@ fn a_present_but_malformed_credential_fails_at_once() {
             "empty_token",
             Method::AuthorizationHeader,
         ),
+        // Found in review: HTTP trims the space, and a tab separates as a space does; each
+        // used to pass as no Authorization header at all.
+        (
+            &[("authorization", b"Bearer")],
+            "empty_token",
+            Method::AuthorizationHeader,
+        ),
+        (
+            &[("authorization", b"bearer\t")],
+            "empty_token",
+            Method::AuthorizationHeader,
+        ),
+        (
+            &[("authorization", b"Bearer\ta b")],
+            "malformed_token",
+            Method::AuthorizationHeader,
+        ),
         (
             &[("authorization", b"Bearer a b")],
             "malformed_token",
