@@ -545,3 +545,57 @@ async fn a_secret_as_a_tool_name_or_a_method_reaches_no_audit_row() {
         assert_clean("an audit row", row, &value);
     }
 }
+
+/// Found in review: a `tools/call`, `prompts/get` or `resources/read` that was malformed, or a
+/// retry with a forged requestState, was answered before the gate: never rate limited (each
+/// forged retry wrote a denied row, so the audit log could be flooded) and a malformed one left
+/// no row at all. The gate now comes first for every one of them, and each is recorded.
+#[tokio::test]
+async fn over_the_rate_limit_malformed_requests_and_forged_retries_are_limited_and_recorded() {
+    let w = World::new();
+    w.require_auth(
+        "[rate_limit]\nbase_per_minute = 1\nreads_per_minute = 1\nburst_multiplier = 1.0\n",
+    )
+    .await;
+    w.fixture("fx", &[], "");
+    let token = w.token("mallory", "user").await;
+    let mut raw = RawClient::start_with(&w, |c| {
+        c.env("LASTMILE_TOKEN", &token);
+    });
+    raw.initialize("2025-11-25").await;
+    // Under the limit a malformed request is refused as such, and recorded.
+    let (malformed, _) = raw
+        .request(2, "tools/call", json!({ "arguments": {} }))
+        .await;
+    assert_eq!(malformed["error"]["code"], -32602, "{malformed}");
+    let (malformed, _) = raw.request(3, "resources/read", json!({})).await;
+    assert_eq!(malformed["error"]["code"], -32602, "{malformed}");
+    // Both buckets are now empty.
+    let echo = json!({ "name": "fx__echo", "arguments": { "text": "x" } });
+    let (limited, _) = raw.request(4, "tools/call", echo.clone()).await;
+    assert_eq!(limited["error"]["code"], -32029, "{limited}");
+    let mut forged = echo.clone();
+    forged["requestState"] = json!(format!("lm1.{:032x}.9999999999.00", 7));
+    let over: Vec<(&str, Value)> = vec![
+        ("tools/call", forged),
+        ("tools/call", json!({ "arguments": {} })),
+        ("tools/call", json!(null)),
+        ("prompts/get", json!({})),
+        (
+            "resources/read",
+            json!({ "uri": "fixture://fx/readme", "requestState": "lm1.00.1.00" }),
+        ),
+    ];
+    for (id, (method, params)) in (10u64..).zip(over) {
+        let (answer, _) = raw.request(id, method, params.clone()).await;
+        assert_eq!(
+            answer["error"]["code"], -32029,
+            "{method} {params}: {answer}"
+        );
+    }
+    assert!(raw.finish().await.success());
+    let rows = w.audit_export().await;
+    let status = |s: &str| rows.iter().filter(|r| r["status"] == s).count();
+    assert_eq!(status("rate_limited"), 6, "{rows:#?}");
+    assert_eq!(status("denied"), 2, "the two malformed requests: {rows:#?}");
+}

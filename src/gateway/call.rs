@@ -89,22 +89,20 @@ impl Call<'_> {
         let front = self.front;
         let gate = front.session.gate();
         let redactor = front.session.redactor();
+        // The gate comes first, even for a request that will be refused as malformed or a retry
+        // whose requestState is forged: expiry and the rate limit hold for every request, and
+        // every one is recorded.
+        let admitted = gate.admit(RateBucket::Calls);
         let mut params = match envelope.params() {
             Ok(Some(p)) => p,
             _ => {
-                return Some(error_line(
-                    self.id,
-                    INVALID_PARAMS,
-                    "tools/call needs a params object",
-                ));
+                let invalid = "tools/call needs a params object";
+                return Some(self.refuse(admitted, "", None, invalid).await);
             }
         };
         let Some(name) = params.get_str("name").map(|n| n.into_owned()) else {
-            return Some(error_line(
-                self.id,
-                INVALID_PARAMS,
-                "tools/call needs `params.name`, a string",
-            ));
+            let invalid = "tools/call needs `params.name`, a string";
+            return Some(self.refuse(admitted, "", None, invalid).await);
         };
         // The audit keeps the arguments as the client wrote them (the envelope already read them
         // as JSON), scrubbed: the row never holds a secret, even one the model passed in.
@@ -116,13 +114,13 @@ impl Call<'_> {
                 Some(clean.into_owned())
             }
             Some(_) => {
-                return Some(error_line(
-                    self.id,
-                    INVALID_PARAMS,
-                    "`arguments` must be an object",
-                ));
+                let invalid = "`arguments` must be an object";
+                return Some(self.refuse(admitted, &name, None, invalid).await);
             }
         };
+        if admitted.is_err() {
+            return Some(self.refuse(admitted, &name, arguments, "").await);
+        }
         let meta = params.get("_meta").and_then(|m| RawObject::parse(m).ok());
         let v2026 = speaks_2026(meta.as_ref());
         let client_token = meta
@@ -133,25 +131,12 @@ impl Call<'_> {
             ExecutionRecord::begin(self.execution_id, &gate.who, server, tool, args)
         };
         // A retry with the input a waiting call asked for: it continues that call (one
-        // execution id, one audit row), after the session's liveness is checked again.
+        // execution id, one audit row), after the gate has admitted it as a request.
         if let Some(state) = params.get_str("requestState").map(|s| s.into_owned()) {
             let responses = params.get("inputResponses").map(str::to_owned);
             return self
                 .resume(&state, &name, responses, client_token, arguments, cancel)
                 .await;
-        }
-        if let Err(refused) = gate.admit(RateBucket::Calls) {
-            let (status, e) = match refused {
-                Refused::Session(e) => (ExecStatus::Denied, e),
-                Refused::RateLimited(e) => (ExecStatus::RateLimited, e),
-            };
-            let row = begin("", &scrub_text(redactor, name.clone()), arguments).finish(
-                status,
-                Some(e.message.to_string()),
-                self.redactions as u32,
-            );
-            gate.record(row).await;
-            return Some(mcp_error_line(self.id, &e));
         }
         let hub = &front.hub;
         // A call waiting for its server to start can be cancelled too (and is recorded).
@@ -355,6 +340,41 @@ impl Call<'_> {
                 Some(line)
             }
         }
+    }
+
+    /// Record and answer a call that goes no further: the gate's refusal when `admitted` is one,
+    /// else the request's own fault (`invalid`). `tool` is the client's, scrubbed here.
+    async fn refuse(
+        &self,
+        admitted: Result<(), Refused>,
+        tool: &str,
+        arguments: Option<String>,
+        invalid: &str,
+    ) -> Vec<u8> {
+        let session = &self.front.session;
+        let (status, message, answer) = match admitted {
+            Err(Refused::Session(e)) => (
+                ExecStatus::Denied,
+                e.message.to_string(),
+                mcp_error_line(self.id, &e),
+            ),
+            Err(Refused::RateLimited(e)) => (
+                ExecStatus::RateLimited,
+                e.message.to_string(),
+                mcp_error_line(self.id, &e),
+            ),
+            Ok(()) => (
+                ExecStatus::Denied,
+                invalid.to_string(),
+                error_line(self.id, INVALID_PARAMS, invalid),
+            ),
+        };
+        let tool = scrub_text(session.redactor(), tool.to_owned());
+        let row =
+            ExecutionRecord::begin(self.execution_id, &session.gate().who, "", &tool, arguments)
+                .finish(status, Some(message), self.redactions as u32);
+        session.gate().record(row).await;
+        answer
     }
 
     /// A retry that carries a waiting call's `requestState` and the client's input.

@@ -68,19 +68,35 @@ async fn run(
         Kind::Resource => ("resources/read", "uri"),
     };
     let session = &front.session;
-    let Ok(Some(mut params)) = envelope.params() else {
-        return Some(error_line(
-            id,
-            INVALID_PARAMS,
-            &format!("{method} needs a params object"),
-        ));
+    // The gate comes first, even for a request that will be refused as malformed or a retry
+    // whose requestState is forged: expiry and the rate limit hold for every request, and
+    // every one is recorded.
+    let admitted = session.gate().admit(RateBucket::Reads);
+    let malformed = |invalid: String| {
+        let line = error_line(id, INVALID_PARAMS, &invalid);
+        async move {
+            audit_request(session, method, "", "", ExecStatus::Denied, Some(&invalid)).await;
+            Some(line)
+        }
     };
-    let Some(target) = params.get_str(key).map(|t| t.into_owned()) else {
-        return Some(error_line(
-            id,
-            INVALID_PARAMS,
-            &format!("{method} needs `params.{key}`, a string"),
-        ));
+    let params = envelope.params().ok().flatten();
+    let target = params
+        .as_ref()
+        .and_then(|p| p.get_str(key).map(|t| t.into_owned()));
+    if let Err(refused) = admitted {
+        let (status, e) = match refused {
+            Refused::Session(e) => (ExecStatus::Denied, e),
+            Refused::RateLimited(e) => (ExecStatus::RateLimited, e),
+        };
+        let target = target.unwrap_or_default();
+        audit_request(session, method, "", &target, status, Some(&e.message)).await;
+        return Some(mcp_error_line(id, &e));
+    }
+    let Some(mut params) = params else {
+        return malformed(format!("{method} needs a params object")).await;
+    };
+    let Some(target) = target else {
+        return malformed(format!("{method} needs `params.{key}`, a string")).await;
     };
     let meta = params.get("_meta").and_then(|m| RawObject::parse(m).ok());
     let v2026 = speaks_2026(meta.as_ref());
@@ -105,9 +121,6 @@ async fn run(
     };
     // A retry with the input a waiting read asked for: it continues that read.
     if let Some(state) = params.get_str("requestState").map(|s| s.into_owned()) {
-        if let Err(e) = session.gate().live() {
-            return Some(mcp_error_line(id, &e));
-        }
         let responses = params.get("inputResponses").map(str::to_owned);
         let waiting = format!("{method} {target}");
         return match bridge::resume(
@@ -128,13 +141,6 @@ async fn run(
                 Some(bridge::invalid_state_line(id, refusal))
             }
         };
-    }
-    if let Err(refused) = session.gate().admit(RateBucket::Reads) {
-        let (status, e) = match refused {
-            Refused::Session(e) => (ExecStatus::Denied, e),
-            Refused::RateLimited(e) => (ExecStatus::RateLimited, e),
-        };
-        return refuse("", e, status).await;
     }
     let routed = match kind {
         Kind::Prompt => front
