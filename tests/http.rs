@@ -1027,3 +1027,121 @@ async fn at_its_cap_an_identitys_longest_idle_session_makes_room() {
     drop((stream, busy));
     server.stop().await;
 }
+
+/// The `_meta` of a 2026-07-28 request from `client`.
+fn meta_2026(client: &str) -> Value {
+    json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": { "name": client, "version": "0" }
+    })
+}
+
+/// Found in review: in `optional` mode every client without a credential is the one anonymous
+/// identity, so on 2026-07-28 they share one session, and one anonymous client listed, read
+/// and could cancel another's tasks. A task's id, which only its maker was told, is the one
+/// proof of who made it there: no task is listed, and the id still reaches the task.
+#[tokio::test]
+async fn anonymous_2026_clients_do_not_see_each_others_tasks() {
+    let w = World::new();
+    w.require_auth("").await;
+    w.profile_file("[auth]\nmode = \"optional\"\n");
+    let log = w.path("tasks.log");
+    w.server_file(
+        "jobs",
+        &format!(
+            "command = {FIXTURE:?}\nargs = [\"--tasks\", {:?}]\ntiers = [\"anonymous\"]\n",
+            log.to_string_lossy()
+        ),
+    );
+    let server = HttpServer::start(&w).await;
+    let v2026 = [("mcp-protocol-version", "2026-07-28")];
+    let call = json!({ "name": "jobs__job", "arguments": { "text": "a's work" }, "_meta": meta_2026("a") });
+    let created = server.post(&request(1, "tools/call", call), &v2026).await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    let task = created.json()["result"]["taskId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a task: {}", created.body))
+        .to_string();
+    let listed = server
+        .post(
+            &request(2, "tasks/list", json!({ "_meta": meta_2026("b") })),
+            &v2026,
+        )
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert!(
+        listed.json()["result"]["tasks"].is_array(),
+        "{}",
+        listed.body
+    );
+    assert!(
+        !listed.body.contains(&task),
+        "another anonymous client listed it: {}",
+        listed.body
+    );
+    // Its maker, holding the id, still reaches it.
+    let got = server
+        .post(
+            &request(
+                3,
+                "tasks/get",
+                json!({ "taskId": task, "_meta": meta_2026("a") }),
+            ),
+            &v2026,
+        )
+        .await;
+    assert!(got.json()["result"].is_object(), "{}", got.body);
+    server.stop().await;
+}
+
+/// Found in review: on 2026-07-28 the clients of one session cancelled by their own ids, so an
+/// anonymous client's `notifications/cancelled` for "its" request 1 cancelled another client's
+/// request 1. Anonymous clients are not one principal: each cancels by closing its request.
+#[tokio::test]
+async fn an_anonymous_2026_client_cannot_cancel_another_clients_call() {
+    let w = World::new();
+    w.require_auth("").await;
+    w.profile_file("[auth]\nmode = \"optional\"\n");
+    w.fixture("alpha", &[], "");
+    let server = HttpServer::start(&w).await;
+    let release = w.path("release");
+    let call = json!({
+        "name": "alpha__progress",
+        "arguments": { "steps": 1, "until": release.to_string_lossy() },
+        "_meta": { "progressToken": "a-1" }
+    });
+    let mut call = call;
+    call["_meta"]
+        .as_object_mut()
+        .unwrap()
+        .extend(meta_2026("a").as_object().unwrap().clone());
+    let mut a = server
+        .request("POST", "/mcp")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .body(request(1, "tools/call", call).to_string())
+        .open()
+        .await;
+    // A's call is in flight once its progress arrives.
+    let progress = a.next().await.expect("progress");
+    assert_eq!(progress["method"], "notifications/progress", "{progress}");
+    let cancel = json!({
+        "jsonrpc": "2.0",
+        "method": "notifications/cancelled",
+        "params": { "requestId": 1, "reason": "b cancels its own request 1" }
+    });
+    let r = server
+        .post(&cancel, &[("mcp-protocol-version", "2026-07-28")])
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    std::fs::write(&release, "").unwrap();
+    let answer = a.next().await.expect("A's answer");
+    assert_eq!(answer["id"], 1, "{answer}");
+    assert_eq!(
+        answer["result"]["content"][0]["text"], "done 1 steps",
+        "{answer}"
+    );
+    server.stop().await;
+}

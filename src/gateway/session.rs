@@ -49,6 +49,8 @@ pub struct ClientSession {
     redactor: Arc<SessionRedactor>,
     /// The tasks children created for this session, by lastmile's ids.
     tasks: super::tasks::TaskMap,
+    /// Serves clients that are not one principal (see [`Sharing::pooled`]).
+    pooled: bool,
 }
 
 /// What a session may share with others of the same gateway (HTTP: many sessions per process).
@@ -63,6 +65,11 @@ pub struct Sharing {
     /// Children shared by the gateway's sessions (each server known to be quiet runs once).
     /// `None`: the session starts its own.
     pub children: Option<Arc<SharedChildren>>,
+    /// The session serves clients that are not one principal: the anonymous clients of a
+    /// 2026-07-28 HTTP endpoint, where no session tells them apart. A task's id is then the only
+    /// proof that a client made it, so tasks are not listed; and no client may cancel a request
+    /// by its id, which another client may use too (a client cancels by closing its request).
+    pub pooled: bool,
 }
 
 impl ClientSession {
@@ -106,6 +113,7 @@ impl ClientSession {
             gate,
             redactor: sharing.redactor.unwrap_or_default(),
             tasks: Default::default(),
+            pooled: sharing.pooled,
         });
         if own_redactor {
             learn_every_secret(&client.redactor, profile.store.clone(), &servers).await;
@@ -129,7 +137,13 @@ impl ClientSession {
             gate,
             redactor: Arc::default(),
             tasks: Default::default(),
+            pooled: false,
         })
+    }
+
+    /// Whether the session serves clients that are not one principal (see [`Sharing::pooled`]).
+    pub fn pooled(&self) -> bool {
+        self.pooled
     }
 
     /// Identity, limits and audit trail.

@@ -649,7 +649,14 @@ impl Request<'_> {
         let session = &self.front.session;
         let owner = Owner::of(&session.gate().who);
         let mut by_slot: BTreeMap<usize, Vec<(String, Arc<TaskEntry>)>> = BTreeMap::new();
-        for (id, entry) in session.tasks().owned(&owner) {
+        // Clients that are not one principal share the owner: a task's id, which only its
+        // maker was told, is the one proof of who made it, so none is listed.
+        let owned = if session.pooled() {
+            Vec::new()
+        } else {
+            session.tasks().owned(&owner)
+        };
+        for (id, entry) in owned {
             by_slot.entry(entry.slot).or_default().push((id, entry));
         }
         let mut tasks = Vec::new();

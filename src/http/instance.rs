@@ -49,6 +49,13 @@ pub(crate) struct Owner {
     pub(crate) tier: Tier,
 }
 
+impl Owner {
+    /// Every client without a credential (`optional` mode): not one principal.
+    pub(crate) fn is_anonymous(&self) -> bool {
+        self.tier == Tier::Anonymous && self.subject == crate::identity::ANONYMOUS_SUBJECT
+    }
+}
+
 /// A message for one exchange.
 pub(crate) enum Message {
     /// Progress or a subscription's notification (a line of JSON).
@@ -255,16 +262,24 @@ impl Instance {
         if envelope.kind() == Kind::Notification
             && envelope.method().as_deref() == Some("notifications/cancelled")
         {
+            // Clients that are not one principal cannot name their requests apart: each
+            // cancels its own by closing it.
+            if self.client.pooled() {
+                return Ok(());
+            }
             let mut params = envelope.params().ok().flatten().unwrap_or_default();
             let Some(theirs) = params.get("requestId").map(str::to_owned) else {
                 return Ok(());
             };
+            // Only this session's own requests can be cancelled, and only one that the id names
+            // alone: two clients of one identity may use the same id.
             let ours = self.pending.lock().ok().and_then(|p| {
-                p.iter()
-                    .find(|(_, v)| v.client_id == theirs)
-                    .map(|(k, _)| k.clone())
+                let mut named = p.iter().filter(|(_, v)| v.client_id == theirs);
+                match (named.next(), named.next()) {
+                    (Some((ours, _)), None) => Some(ours.clone()),
+                    _ => None,
+                }
             });
-            // Only this session's own requests can be cancelled.
             let Some(ours) = ours else { return Ok(()) };
             params.set("requestId", ours);
             let text = params.to_json();

@@ -209,6 +209,9 @@ impl Registry {
             redactor: Some(Arc::clone(&self.redactor)),
             limits: Some(limits),
             children: Some(Arc::clone(&self.children)),
+            // An identity's 2026-07-28 session is shared by all its clients: one principal,
+            // unless it is the anonymous one, which every client without a credential is.
+            pooled: id.is_none() && owner.is_anonymous(),
         };
         let (client, hub) =
             ClientSession::open_with(&self.profile, session, Transport::Http, sharing)
