@@ -418,3 +418,151 @@ fn is_root() -> bool {
         .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
         .unwrap_or(false)
 }
+
+/// Found in review: children ran in lastmile's session, so a child started from a terminal
+/// kept it as its controlling terminal, and could type a command into the user's shell with
+/// TIOCSTI (run after lastmile exits, outside any sandbox). Each child now has a session of its
+/// own: it has no controlling terminal to open.
+#[tokio::test]
+async fn a_child_has_no_terminal_to_type_into() {
+    use rmcp::ServiceExt;
+    use std::os::unix::fs::PermissionsExt;
+    let python = std::path::Path::new("/usr/bin/python3");
+    if !python.exists() {
+        eprintln!("skipped: the terminal session is made with python3, which is not installed");
+        return;
+    }
+    let w = World::new();
+    // The child tries the terminal, writes what happened, then serves.
+    let (tried, control) = (w.path("tried"), w.path("control"));
+    let probe = w.path("probe.py");
+    std::fs::write(
+        &probe,
+        r##"import fcntl, sys, termios
+try:
+    f = open("/dev/tty", "wb", buffering=0)
+    fcntl.ioctl(f, termios.TIOCSTI, b"#")
+    result = "typed into the terminal"
+except OSError as e:
+    result = "refused: " + e.strerror
+open(sys.argv[1], "w").write(result)
+"##,
+    )
+    .unwrap();
+    let server = w.path("server.sh");
+    std::fs::write(
+        &server,
+        format!(
+            "#!/bin/sh\n{python:?} {probe:?} {tried:?}\nexec {FIXTURE:?} --name t\n",
+            probe = probe.to_string_lossy(),
+            tried = tried.to_string_lossy()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&server, std::fs::Permissions::from_mode(0o755)).unwrap();
+    w.server_file(
+        "t",
+        &format!(
+            "command = {:?}\ntiers = [\"admin\"]\n",
+            server.to_string_lossy()
+        ),
+    );
+    // A user's terminal: a pty, the controlling terminal of a shell that runs lastmile with the
+    // MCP pipes as its stdin and stdout. The shell first proves it has the terminal.
+    let terminal = w.path("terminal.py");
+    std::fs::write(
+        &terminal,
+        r#"import fcntl, os, select, sys, termios
+master, slave = os.openpty()
+pid = os.fork()
+if pid == 0:
+    os.setsid()
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    os.close(master); os.close(slave)
+    os.execv("/bin/sh", ["sh", "-c"] + sys.argv[1:])
+os.close(slave)
+while not os.waitpid(pid, os.WNOHANG)[0]:
+    if select.select([master], [], [], 0.1)[0]:
+        try: os.read(master, 4096)
+        except OSError: pass
+"#,
+    )
+    .unwrap();
+    let mut cmd = tokio::process::Command::new(python);
+    cmd.arg(&terminal)
+        .arg(format!(
+            "(: < /dev/tty) && echo yes > {:?}; exec {LASTMILE:?} serve",
+            control.to_string_lossy()
+        ))
+        .env_clear()
+        .kill_on_drop(true);
+    for (k, v) in w.command(&["serve"]).as_std().get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let client =
+        ().serve(rmcp::transport::TokioChildProcess::new(cmd).unwrap())
+            .await
+            .expect("handshake");
+    // The child wrote its line before it began to serve.
+    let tools = client.list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "t__echo"), "{tools:?}");
+    let _ = client.cancel().await;
+    assert_eq!(
+        std::fs::read_to_string(&control).unwrap_or_default().trim(),
+        "yes",
+        "lastmile did not run in a terminal: this test would prove nothing"
+    );
+    let tried = std::fs::read_to_string(&tried).unwrap();
+    assert!(tried.starts_with("refused"), "the child {tried}");
+}
+
+/// A server script that writes the secret it was given to `marker`, then serves.
+fn marking_server(path: &std::path::Path, marker: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let script =
+        format!("#!/bin/sh\nprintf %s \"$REL_SECRET\" > {marker:?}\nexec {FIXTURE:?} --name rel\n");
+    std::fs::write(path, script).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Found in review: with a relative config folder (`--config-dir cfg`, `lastmile demo`'s `.`)
+/// and a `cwd`, lastmile checked `cfg/servers.d/bin/run.sh` from its own folder, but the child
+/// ran that relative path after moving to `cwd`: another file, which nothing checked, got the
+/// secrets. The program is now resolved to an absolute path.
+#[tokio::test]
+async fn a_relative_command_runs_the_file_lastmile_found_not_one_under_cwd() {
+    let w = World::new();
+    let secret = value("relcanary");
+    w.set_secret("REL_SECRET", &secret).await;
+    let (intended, decoy) = (w.path("ran-intended"), w.path("ran-decoy"));
+    marking_server(&w.servers_dir().join("bin/run.sh"), &intended);
+    // A decoy at the same relative path under the child's cwd (a scratch folder, a clone).
+    let scratch = w.path("scratch");
+    marking_server(&scratch.join("config/servers.d/bin/run.sh"), &decoy);
+    w.server_file(
+        "rel",
+        &format!(
+            "command = \"bin/run.sh\"\ncwd = {:?}\nsecrets = [\"REL_SECRET\"]\ntiers = [\"admin\"]\n",
+            scratch.to_string_lossy()
+        ),
+    );
+    assert!(
+        w.config_dir().ends_with("config"),
+        "{}",
+        w.config_dir().display()
+    );
+    let root = w.config_dir().parent().unwrap().to_path_buf();
+    let s = w
+        .serve_with(move |c| {
+            c.current_dir(&root).env("LASTMILE_CONFIG_DIR", "config");
+        })
+        .await;
+    // The script wrote its marker before it began to serve.
+    assert!(s.tool_names().await.iter().any(|t| t == "rel__echo"));
+    s.close().await;
+    assert!(!decoy.exists(), "the decoy under cwd ran, with the secret");
+    assert_eq!(std::fs::read_to_string(&intended).unwrap(), secret);
+}

@@ -521,7 +521,7 @@ async fn stop_process(process: &mut dyn ChildWrapper, name: &str) {
         tracing::warn!(server = %name, "child still running after stdin closed; ending its job");
     }
     // Kill whatever is left of the process group (the leader, if it is still there, and any
-    // grandchildren it left behind). ProcessGroup's kill targets the whole group.
+    // grandchildren it left behind). ProcessSession's kill targets the whole group.
     let _ = Box::into_pin(process.kill()).await;
 }
 

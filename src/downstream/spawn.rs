@@ -73,8 +73,22 @@ pub enum SpawnError {
 }
 
 /// Find the program a server file names: a path with a separator is taken as is (relative to the
-/// file's folder); a bare name is looked up on `path_var` (the child's PATH).
+/// file's folder); a bare name is looked up on `path_var` (the child's PATH). The result is
+/// absolute: the child may start in another folder (`cwd`), and must run the very file that was
+/// found here, not one at the same relative path there.
 pub fn resolve_program(
+    command: &str,
+    base_dir: &Path,
+    path_var: Option<&OsStr>,
+) -> Result<PathBuf, SpawnError> {
+    let found = find_program(command, base_dir, path_var)?;
+    std::path::absolute(&found).map_err(|e| SpawnError::NotFound {
+        command: command.to_string(),
+        searched: format!(" at {} ({e})", found.display()),
+    })
+}
+
+fn find_program(
     command: &str,
     base_dir: &Path,
     path_var: Option<&OsStr>,
@@ -251,8 +265,11 @@ pub fn build_command(server: &Server, env: &ChildEnv) -> Result<CommandWrap, Spa
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
     let mut wrap = CommandWrap::from(cmd);
+    // A session of its own, not only a process group: a child in lastmile's session keeps its
+    // controlling terminal, and with it could type into the user's shell (TIOCSTI) or read
+    // keystrokes. The session's process group is still the child's pid, for the reaper.
     #[cfg(unix)]
-    wrap.wrap(process_wrap::tokio::ProcessGroup::leader());
+    wrap.wrap(process_wrap::tokio::ProcessSession);
     #[cfg(windows)]
     super::windows::wrap(&mut wrap);
     wrap.wrap(process_wrap::tokio::KillOnDrop);
