@@ -566,3 +566,60 @@ async fn a_relative_command_runs_the_file_lastmile_found_not_one_under_cwd() {
     assert!(!decoy.exists(), "the decoy under cwd ran, with the secret");
     assert_eq!(std::fs::read_to_string(&intended).unwrap(), secret);
 }
+
+/// Found in review: a descriptor that whatever launched lastmile left open (not close-on-exec)
+/// reached every child. lastmile marks all but stdio close-on-exec when it starts.
+#[tokio::test]
+async fn a_child_inherits_no_descriptor_lastmile_was_started_with() {
+    use rmcp::ServiceExt;
+    use std::os::unix::fs::PermissionsExt;
+    let w = World::new();
+    let private = w.path("the-launchers-private-file");
+    std::fs::write(&private, "not for children").unwrap();
+    let seen = w.path("seen");
+    let server = w.path("server.sh");
+    std::fs::write(
+        &server,
+        format!(
+            "#!/bin/sh\nfor fd in /proc/$$/fd/*; do readlink \"$fd\"; done > {seen:?}\nexec {FIXTURE:?} --name t\n",
+            seen = seen.to_string_lossy()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&server, std::fs::Permissions::from_mode(0o755)).unwrap();
+    w.server_file(
+        "t",
+        &format!(
+            "command = {:?}\ntiers = [\"admin\"]\n",
+            server.to_string_lossy()
+        ),
+    );
+    // The launcher opens the file on descriptor 7 (not close-on-exec) and execs lastmile.
+    let mut cmd = tokio::process::Command::new("/bin/sh");
+    cmd.args(["-c", "exec \"$0\" serve 7<\"$1\"", LASTMILE])
+        .arg(&private)
+        .env_clear()
+        .kill_on_drop(true);
+    for (k, v) in w.command(&["serve"]).as_std().get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let client =
+        ().serve(rmcp::transport::TokioChildProcess::new(cmd).unwrap())
+            .await
+            .expect("handshake");
+    // The child listed its descriptors before it began to serve.
+    let tools = client.list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "t__echo"), "{tools:?}");
+    let _ = client.cancel().await;
+    let seen = std::fs::read_to_string(&seen).unwrap();
+    assert!(
+        seen.contains("pipe:"),
+        "the listing holds the child's own pipes: {seen}"
+    );
+    assert!(
+        !seen.contains("the-launchers-private-file"),
+        "the child holds a descriptor lastmile was started with:\n{seen}"
+    );
+}

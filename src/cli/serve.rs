@@ -41,6 +41,10 @@ pub(crate) struct ServeArgs {
 pub(crate) fn run(global: &GlobalArgs, args: ServeArgs) -> u8 {
     // First: no process of the user may ptrace us or read our environment, memory or fds.
     crate::downstream::isolate::make_non_dumpable();
+    // Whatever descriptors the launcher left open (beyond stdio) reach no child: they are not
+    // lastmile's to pass on. Still one thread here, so no descriptor is opened meanwhile.
+    #[cfg(unix)]
+    close_fds::set_fds_cloexec(3, &[]);
     let profile = match Profile::locate(&global.profile, global.config_dir.clone()) {
         Ok(p) => p,
         // No log folder yet: the user's terminal (or the client's stderr) is the only place.
