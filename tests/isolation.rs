@@ -425,7 +425,6 @@ fn is_root() -> bool {
 /// own: it has no controlling terminal to open.
 #[tokio::test]
 async fn a_child_has_no_terminal_to_type_into() {
-    use rmcp::ServiceExt;
     use std::os::unix::fs::PermissionsExt;
     let python = std::path::Path::new("/usr/bin/python3");
     if !python.exists() {
@@ -489,26 +488,12 @@ while not os.waitpid(pid, os.WNOHANG)[0]:
     )
     .unwrap();
     let mut cmd = tokio::process::Command::new(python);
-    cmd.arg(&terminal)
-        .arg(format!(
-            "(: < /dev/tty) && echo yes > {:?}; exec {LASTMILE:?} serve",
-            control.to_string_lossy()
-        ))
-        .env_clear()
-        .kill_on_drop(true);
-    for (k, v) in w.command(&["serve"]).as_std().get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
-    let client =
-        ().serve(rmcp::transport::TokioChildProcess::new(cmd).unwrap())
-            .await
-            .expect("handshake");
+    cmd.arg(&terminal).arg(format!(
+        "(: < /dev/tty) && echo yes > {:?}; exec {LASTMILE:?} serve",
+        control.to_string_lossy()
+    ));
     // The child wrote its line before it began to serve.
-    let tools = client.list_all_tools().await.unwrap();
-    assert!(tools.iter().any(|t| t.name == "t__echo"), "{tools:?}");
-    let _ = client.cancel().await;
+    serve_through(&w, cmd).await;
     assert_eq!(
         std::fs::read_to_string(&control).unwrap_or_default().trim(),
         "yes",
@@ -571,7 +556,6 @@ async fn a_relative_command_runs_the_file_lastmile_found_not_one_under_cwd() {
 /// reached every child. lastmile marks all but stdio close-on-exec when it starts.
 #[tokio::test]
 async fn a_child_inherits_no_descriptor_lastmile_was_started_with() {
-    use rmcp::ServiceExt;
     use std::os::unix::fs::PermissionsExt;
     let w = World::new();
     let private = w.path("the-launchers-private-file");
@@ -597,22 +581,9 @@ async fn a_child_inherits_no_descriptor_lastmile_was_started_with() {
     // The launcher opens the file on descriptor 7 (not close-on-exec) and execs lastmile.
     let mut cmd = tokio::process::Command::new("/bin/sh");
     cmd.args(["-c", "exec \"$0\" serve 7<\"$1\"", LASTMILE])
-        .arg(&private)
-        .env_clear()
-        .kill_on_drop(true);
-    for (k, v) in w.command(&["serve"]).as_std().get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
-    let client =
-        ().serve(rmcp::transport::TokioChildProcess::new(cmd).unwrap())
-            .await
-            .expect("handshake");
+        .arg(&private);
     // The child listed its descriptors before it began to serve.
-    let tools = client.list_all_tools().await.unwrap();
-    assert!(tools.iter().any(|t| t.name == "t__echo"), "{tools:?}");
-    let _ = client.cancel().await;
+    serve_through(&w, cmd).await;
     let seen = std::fs::read_to_string(&seen).unwrap();
     assert!(
         seen.contains("pipe:"),
@@ -622,4 +593,23 @@ async fn a_child_inherits_no_descriptor_lastmile_was_started_with() {
         !seen.contains("the-launchers-private-file"),
         "the child holds a descriptor lastmile was started with:\n{seen}"
     );
+}
+
+/// Run `launcher` (which execs `lastmile serve` in its own way) with the world's environment as
+/// an MCP client's server, until the server `t` has started; then close it.
+async fn serve_through(w: &World, mut launcher: tokio::process::Command) {
+    use rmcp::ServiceExt;
+    launcher.env_clear().kill_on_drop(true);
+    for (k, v) in w.command(&["serve"]).as_std().get_envs() {
+        if let Some(v) = v {
+            launcher.env(k, v);
+        }
+    }
+    let client =
+        ().serve(rmcp::transport::TokioChildProcess::new(launcher).unwrap())
+            .await
+            .expect("handshake");
+    let tools = client.list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "t__echo"), "{tools:?}");
+    let _ = client.cancel().await;
 }
