@@ -425,7 +425,6 @@ fn is_root() -> bool {
 /// own: it has no controlling terminal to open.
 #[tokio::test]
 async fn a_child_has_no_terminal_to_type_into() {
-    use std::os::unix::fs::PermissionsExt;
     let python = std::path::Path::new("/usr/bin/python3");
     if !python.exists() {
         eprintln!("skipped: the terminal session is made with python3, which is not installed");
@@ -448,22 +447,12 @@ open(sys.argv[1], "w").write(result)
 "##,
     )
     .unwrap();
-    let server = w.path("server.sh");
-    std::fs::write(
-        &server,
-        format!(
-            "#!/bin/sh\n{python:?} {probe:?} {tried:?}\nexec {FIXTURE:?} --name t\n",
+    shell_server_t(
+        &w,
+        &format!(
+            "{python:?} {probe:?} {tried:?}",
             probe = probe.to_string_lossy(),
             tried = tried.to_string_lossy()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&server, std::fs::Permissions::from_mode(0o755)).unwrap();
-    w.server_file(
-        "t",
-        &format!(
-            "command = {:?}\ntiers = [\"admin\"]\n",
-            server.to_string_lossy()
         ),
     );
     // A user's terminal: a pty, the controlling terminal of a shell that runs lastmile with the
@@ -503,14 +492,35 @@ while not os.waitpid(pid, os.WNOHANG)[0]:
     assert!(tried.starts_with("refused"), "the child {tried}");
 }
 
-/// A server script that writes the secret it was given to `marker`, then serves.
-fn marking_server(path: &std::path::Path, marker: &std::path::Path) {
+/// A server script at `path`: `prelude`, then the fixture serving as `name`.
+fn shell_server(path: &std::path::Path, prelude: &str, name: &str) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let script =
-        format!("#!/bin/sh\nprintf %s \"$REL_SECRET\" > {marker:?}\nexec {FIXTURE:?} --name rel\n");
+    let script = format!("#!/bin/sh\n{prelude}\nexec {FIXTURE:?} --name {name}\n");
     std::fs::write(path, script).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// The server `t`: a script that runs `prelude`, then serves.
+fn shell_server_t(w: &World, prelude: &str) {
+    let server = w.path("server.sh");
+    shell_server(&server, prelude, "t");
+    w.server_file(
+        "t",
+        &format!(
+            "command = {:?}\ntiers = [\"admin\"]\n",
+            server.to_string_lossy()
+        ),
+    );
+}
+
+/// A server script that writes the secret it was given to `marker`, then serves.
+fn marking_server(path: &std::path::Path, marker: &std::path::Path) {
+    shell_server(
+        path,
+        &format!("printf %s \"$REL_SECRET\" > {marker:?}"),
+        "rel",
+    );
 }
 
 /// Found in review: with a relative config folder (`--config-dir cfg`, `lastmile demo`'s `.`)
@@ -556,26 +566,15 @@ async fn a_relative_command_runs_the_file_lastmile_found_not_one_under_cwd() {
 /// reached every child. lastmile marks all but stdio close-on-exec when it starts.
 #[tokio::test]
 async fn a_child_inherits_no_descriptor_lastmile_was_started_with() {
-    use std::os::unix::fs::PermissionsExt;
     let w = World::new();
     let private = w.path("the-launchers-private-file");
     std::fs::write(&private, "not for children").unwrap();
     let seen = w.path("seen");
-    let server = w.path("server.sh");
-    std::fs::write(
-        &server,
-        format!(
-            "#!/bin/sh\nfor fd in /proc/$$/fd/*; do readlink \"$fd\"; done > {seen:?}\nexec {FIXTURE:?} --name t\n",
-            seen = seen.to_string_lossy()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&server, std::fs::Permissions::from_mode(0o755)).unwrap();
-    w.server_file(
-        "t",
+    shell_server_t(
+        &w,
         &format!(
-            "command = {:?}\ntiers = [\"admin\"]\n",
-            server.to_string_lossy()
+            "for fd in /proc/$$/fd/*; do readlink \"$fd\"; done > {:?}",
+            seen.to_string_lossy()
         ),
     );
     // The launcher opens the file on descriptor 7 (not close-on-exec) and execs lastmile.
